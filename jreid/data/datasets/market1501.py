@@ -1,0 +1,63 @@
+"""Market-1501 (Zheng et al., ICCV 2015) in its official on-disk layout.
+
+    <root>/bounding_box_train/  12,936 images, 751 ids, 6 cameras
+    <root>/query/                3,368 images, 750 ids
+    <root>/bounding_box_test/   19,732 images (750 ids + 0000 distractors + -1 junk)
+
+File names are ``PPPP_cCsS_FFFFFF_NN.jpg``: person id, camera, sequence, frame,
+box. The official protocol ignores junk (pid -1) images entirely and keeps the
+distractors (pid 0) in the gallery, where they can only be wrong matches.
+Cameras are stored 0-based. SynthPerson writes exactly this layout.
+"""
+from __future__ import annotations
+
+import pathlib
+import re
+
+from jreid.data.records import Record, Split
+
+NAME_PATTERN = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)
+SUBDIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+EXPECTED_LAYOUT = (
+    "expected <root>/bounding_box_train/, <root>/query/, <root>/bounding_box_test/ "
+    "holding images named like 0002_c1s1_000451_03.jpg")
+
+
+class DatasetLayoutError(FileNotFoundError):
+  """A dataset folder or file is missing or misnamed; the message shows the expected layout."""
+
+
+def parse_name(name: str) -> tuple[int, int]:
+  """Returns (pid, camid 0-based) from a Market-style file name."""
+  match = NAME_PATTERN.match(name)
+  if match is None:
+    raise DatasetLayoutError(f"unexpected file name {name!r}: {EXPECTED_LAYOUT}")
+  return int(match.group(1)), int(match.group(2)) - 1
+
+
+def read_folder(folder: pathlib.Path, *, domain: int, keep_distractors: bool) -> list[Record]:
+  """Parses one split folder in sorted (deterministic) order."""
+  if not folder.is_dir():
+    raise DatasetLayoutError(f"missing folder {folder}: {EXPECTED_LAYOUT}")
+  records = []
+  for path in sorted(folder.iterdir()):
+    if path.name.startswith(".") or path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+      continue
+    pid, camid = parse_name(path.name)
+    if pid == -1 or (pid == 0 and not keep_distractors):
+      continue
+    records.append(Record(str(path), pid, camid, domain))
+  if not records:
+    raise DatasetLayoutError(f"no images in {folder}: {EXPECTED_LAYOUT}")
+  return records
+
+
+def load(root: str | pathlib.Path, *, domain: int = 0) -> Split:
+  root = pathlib.Path(root).expanduser()
+  if not root.is_dir():
+    raise DatasetLayoutError(f"dataset folder {root} does not exist: {EXPECTED_LAYOUT}")
+  return Split(
+      train=read_folder(root / SUBDIRS["train"], domain=domain, keep_distractors=False),
+      query=read_folder(root / SUBDIRS["query"], domain=domain, keep_distractors=False),
+      gallery=read_folder(root / SUBDIRS["gallery"], domain=domain, keep_distractors=True),
+  )
