@@ -1,0 +1,131 @@
+"""Conv, BatchNorm and IBN with PyTorch semantics: the one place CNN layers are defined.
+
+Every backbone conv goes through `Conv` (and its pure core `conv2d`) for two
+reasons: pretrained PyTorch weights then map one to one (explicit symmetric
+padding, OIHW <-> HWIO is the only change), and the convolution itself can be
+swapped in one place (a custom-VJP conv that is faster on CPU is planned)
+without touching any model.
+
+Parameter names follow flax (`kernel`, `scale`, `bias`; running statistics
+`mean`, `var` in the `batch_stats` collection) so that the torch name map is a
+fixed rename: weight <-> kernel (conv/linear) or scale (norm), running_mean <->
+mean, running_var <-> var.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# PyTorch's BatchNorm defaults. Flax's momentum is the weight of the *old*
+# running value, so torch momentum 0.1 is flax momentum 0.9. One difference
+# stays: torch updates running_var with the unbiased batch variance, flax with
+# the biased one (a factor n/(n-1), n = B*H*W, negligible for ReID batches).
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+Initializer = Callable[..., Any]
+
+
+def kaiming_fan_out() -> Initializer:
+  """torchvision's `kaiming_normal_(mode="fan_out", nonlinearity="relu")`.
+
+  N(0, 2 / (kh * kw * out_channels)), a plain (not truncated) normal; flax's
+  `kaiming_normal` differs on both counts (fan_in, truncated). FastReID's
+  `random_init` draws from the same distribution.
+  """
+  return nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+  return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, *, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> jax.Array:
+  """`torch.nn.functional.conv2d` on NHWC inputs and HWIO kernels.
+
+  `padding` is symmetric zero padding per spatial dim (int or (ph, pw)), as in
+  torch, rather than flax's "SAME": with stride 2 "SAME" pads asymmetrically
+  and would shift every feature map by a pixel relative to pretrained torch
+  weights. This pure function is what a faster implementation replaces.
+  """
+  ph, pw = _pair(padding)
+  return jax.lax.conv_general_dilated(
+      x, kernel,
+      window_strides=_pair(stride),
+      padding=((ph, ph), (pw, pw)),
+      rhs_dilation=_pair(dilation),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=groups)
+
+
+class Conv(nn.Module):
+  """A 2-D convolution with torch's arguments; no bias unless asked (ResNets follow with BN).
+
+  Params: `kernel` (kh, kw, in/groups, features) and, with `use_bias`, `bias`.
+  """
+  features: int
+  kernel_size: int | tuple[int, int]
+  stride: int | tuple[int, int] = 1
+  padding: int | tuple[int, int] = 0
+  dilation: int | tuple[int, int] = 1
+  groups: int = 1
+  use_bias: bool = False
+  kernel_init: Initializer = kaiming_fan_out()
+  bias_init: Initializer = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    in_features = x.shape[-1]
+    if in_features % self.groups or self.features % self.groups:
+      raise ValueError(f"channels {in_features} -> {self.features} not divisible "
+                       f"by groups={self.groups}")
+    kh, kw = _pair(self.kernel_size)
+    kernel = self.param("kernel", self.kernel_init,
+                        (kh, kw, in_features // self.groups, self.features))
+    y = conv2d(x, kernel, stride=self.stride, padding=self.padding,
+               dilation=self.dilation, groups=self.groups)
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,))
+    return y
+
+
+def batch_norm(*, use_bias: bool = True, name: str | None = None) -> nn.BatchNorm:
+  """A BatchNorm with torch's defaults; call it as `bn(x, use_running_average=not train)`.
+
+  Params `scale` (init 1) and `bias` (init 0; absent with `use_bias=False`,
+  which is how a frozen zero bias such as BNNeck's is expressed: nothing to
+  freeze). Running `mean`/`var` live in `batch_stats`. The two-pass variance
+  is used, as torch does, because E[x^2] - E[x]^2 loses precision in float32
+  on post-ReLU maps with large means.
+  """
+  return nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_bias=use_bias,
+                      use_fast_variance=False, name=name)
+
+
+class IBN(nn.Module):
+  """IBN-a (Pan et al., IBN-Net): InstanceNorm on the first half of the channels, BN on the rest.
+
+  The split is `half = channels // 2` channels for InstanceNorm (affine, no
+  running statistics, so it always normalises each sample over H, W, in
+  training and at test time alike) and the remaining channels for BatchNorm;
+  the two are concatenated back in channel order. Instance normalisation
+  removes per-image style (colour, contrast), which is why it helps ReID across
+  cameras and domains.
+
+  Params: `IN/{scale,bias}` and `BN/{scale,bias}` (torch: `IN.weight`, `BN.weight`,
+  ...); together exactly as many as the BatchNorm the layer replaces.
+  The call signature matches `nn.BatchNorm` so blocks can use either.
+  """
+
+  @nn.compact
+  def __call__(self, x: jax.Array, use_running_average: bool) -> jax.Array:
+    half = x.shape[-1] // 2
+    inst = nn.InstanceNorm(epsilon=BN_EPSILON, use_fast_variance=False, name="IN")
+    bn = batch_norm(name="BN")
+    return jnp.concatenate(
+        [inst(x[..., :half]), bn(x[..., half:], use_running_average=use_running_average)],
+        axis=-1)

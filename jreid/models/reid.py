@@ -1,0 +1,82 @@
+"""The assembled ReID model: backbone -> pooling -> BNNeck, built from a model config.
+
+Contract (shared by every method): `model.apply(variables, x, train=...)`
+takes float32 NHWC normalised images and returns `(feature, intermediates)`.
+`feature` is the test-time embedding picked by `test_feature`, *not*
+L2-normalised (evaluation normalises when it uses cosine distance).
+`intermediates` holds `pre_neck` (pooled, B x C), `neck` (after BN), `logits`
+(B x num_classes) and the backbone maps `stem`, `layer1`..`layer4`. In
+training, call with `mutable=["batch_stats"]`.
+
+The parameter tree is `backbone/...` (see `jreid.models.backbones.resnet`),
+`pooling/p` (learnable GeM only), `head/neck/...`, `head/classifier/kernel`.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from jreid.models.backbones import BACKBONES
+from jreid.models.heads import BNNeck
+from jreid.models.pooling import POOLINGS
+
+TEST_FEATURES = ("neck", "pre_neck")
+
+
+def default_model_config() -> ml_collections.ConfigDict:
+  """BoT (Luo et al.) defaults: ResNet-50, last stride 1, GAP, BNNeck with no bias, test on the BN feature."""
+  return ml_collections.ConfigDict(dict(
+      backbone="resnet50",
+      width=64,
+      last_stride=1,
+      ibn=False,
+      pooling="avg",
+      gem_p=3.0,
+      gem_learnable=False,
+      neck_bias=False,
+      test_feature="neck",
+  ))
+
+
+class ReID(nn.Module):
+  """Backbone, pooling and head as submodules named `backbone`, `pooling`, `head`."""
+  backbone: nn.Module
+  pooling: nn.Module
+  head: nn.Module
+  test_feature: str = "neck"
+
+  def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+    feature_map, intermediates = self.backbone(x, train=train)
+    outputs = self.head(self.pooling(feature_map), train=train)
+    return outputs[self.test_feature], {**intermediates, **outputs}
+
+
+def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  """Builds the model a config names; `num_classes` comes from the data, never the config.
+
+  The config must hold exactly the keys of `default_model_config()`: an
+  unknown key is almost always a typo that would otherwise be ignored.
+  """
+  expected = set(default_model_config().keys())
+  got = set(model_cfg.keys())
+  if got != expected:
+    raise ValueError(f"model config keys differ from default_model_config(): "
+                     f"unknown {sorted(got - expected)}, missing {sorted(expected - got)}")
+  for key, table in (("backbone", BACKBONES), ("pooling", POOLINGS)):
+    if model_cfg[key] not in table:
+      raise ValueError(f"model.{key}={model_cfg[key]!r}; choose one of {sorted(table)}")
+  if model_cfg.test_feature not in TEST_FEATURES:
+    raise ValueError(f"model.test_feature={model_cfg.test_feature!r}; choose one of {TEST_FEATURES}")
+  if num_classes < 1:
+    raise ValueError(f"num_classes must be positive, got {num_classes}")
+
+  backbone = BACKBONES[model_cfg.backbone](
+      width=model_cfg.width, last_stride=model_cfg.last_stride, ibn=model_cfg.ibn)
+  if model_cfg.pooling == "gem":
+    pooling = POOLINGS["gem"](p=model_cfg.gem_p, learnable_p=model_cfg.gem_learnable)
+  else:
+    pooling = POOLINGS[model_cfg.pooling]()
+  head = BNNeck(num_classes=num_classes, neck_bias=model_cfg.neck_bias)
+  return ReID(backbone=backbone, pooling=pooling, head=head,
+              test_feature=model_cfg.test_feature)
