@@ -1,0 +1,21 @@
+"""`config.method` names a module here; each exposes `build(config, num_classes, tx, schedule)`.
+
+The returned object has `init(rng, images) -> state`, a pure
+`train_step(state, batch, rng) -> (state, measurements)` and
+`features(state, images) -> embeddings`; the shared loop does the rest.
+"""
+from __future__ import annotations
+
+import importlib
+
+from jreid.errors import ConfigError
+
+METHODS = {
+    "supervised": "jreid.methods.supervised",
+}
+
+
+def build(config, num_classes: int, tx, schedule):
+  if config.method not in METHODS:
+    raise ConfigError(f"method={config.method!r}; known: {sorted(METHODS)}")
+  return importlib.import_module(METHODS[config.method]).build(config, num_classes, tx, schedule)

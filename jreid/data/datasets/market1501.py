@@ -15,16 +15,13 @@ import pathlib
 import re
 
 from jreid.data.records import Record, Split
+from jreid.errors import DatasetLayoutError
 
 NAME_PATTERN = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)
 SUBDIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 EXPECTED_LAYOUT = (
     "expected <root>/bounding_box_train/, <root>/query/, <root>/bounding_box_test/ "
     "holding images named like 0002_c1s1_000451_03.jpg")
-
-
-class DatasetLayoutError(FileNotFoundError):
-  """A dataset folder or file is missing or misnamed; the message shows the expected layout."""
 
 
 def parse_name(name: str) -> tuple[int, int]:

@@ -1,0 +1,28 @@
+"""Errors a user can act on. `jreid.main` prints them as one line instead of a traceback."""
+
+
+class ReIDError(Exception):
+  """Base class: bad input or a state the user must fix (the message says how)."""
+
+
+class ConfigError(ReIDError, KeyError):
+  """An unknown config key or an invalid value."""
+
+  def __str__(self):  # KeyError would quote the message.
+    return str(self.args[0]) if self.args else ""
+
+
+class DatasetLayoutError(ReIDError, FileNotFoundError):
+  """A dataset folder or file is missing or misnamed; the message shows the expected layout."""
+
+
+class ImageReadError(ReIDError, OSError):
+  """An image file exists in the index but cannot be decoded."""
+
+
+class CheckpointMismatchError(ReIDError, ValueError):
+  """A checkpoint was written by a different model (names or shapes differ)."""
+
+
+class NonFiniteLossError(ReIDError, FloatingPointError):
+  """Training produced NaN/Inf; the last good checkpoint is kept."""

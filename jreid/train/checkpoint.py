@@ -1,0 +1,154 @@
+"""Orbax checkpoints of the train state plus the input pipeline's iterator state.
+
+Saves are atomic (orbax writes a temporary folder and renames it), so a run
+killed at any moment leaves only complete checkpoints. Before restoring, the
+stored parameter names and shapes are compared with the model's, so a
+checkpoint from another model fails with one clear line instead of a deep
+tensorstore error.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jreid.errors import CheckpointMismatchError
+
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+def _path_name(path) -> str:
+  parts = []
+  for key in path:
+    for attribute in ("key", "name", "idx"):
+      if hasattr(key, attribute):
+        parts.append(str(getattr(key, attribute)))
+        break
+  return "/".join(parts)
+
+
+def shapes_by_name(tree) -> dict[str, tuple[int, ...]]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {_path_name(path): tuple(np.shape(leaf) if not hasattr(leaf, "shape") else leaf.shape)
+          for path, leaf in leaves}
+
+
+def describe_mismatch(stored: dict, expected: dict, limit: int = 3) -> str | None:
+  """A short human description of how two name->shape maps differ, or None if they agree."""
+  problems = []
+  for name in sorted(set(stored) | set(expected)):
+    if name not in stored:
+      problems.append(f"{name} missing from the checkpoint")
+    elif name not in expected:
+      problems.append(f"{name} not in the model")
+    elif tuple(stored[name]) != tuple(expected[name]):
+      problems.append(f"{name} is {tuple(stored[name])} in the checkpoint but "
+                      f"{tuple(expected[name])} in the model")
+  if not problems:
+    return None
+  more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
+  return "; ".join(problems[:limit]) + more
+
+
+def resolve_directory(path: str | pathlib.Path) -> pathlib.Path:
+  """Accepts a run's workdir or its checkpoints/ folder."""
+  path = pathlib.Path(path).expanduser().resolve()
+  if (path / CHECKPOINT_SUBDIR).is_dir():
+    return path / CHECKPOINT_SUBDIR
+  return path
+
+
+class Checkpointer:
+  """Keep-N periodic checkpoints of {'state': train state, 'data': iterator state}."""
+
+  def __init__(self, directory: str | pathlib.Path, *, keep: int = 3, read_only: bool = False):
+    self.directory = pathlib.Path(directory).expanduser().resolve()
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
+                                           read_only=read_only)
+    handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}
+    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, data_state: dict | None) -> None:
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                              data=ocp.args.JsonSave(data_state or {}))
+    self.manager.save(step, args=args)
+
+  def _check_compatible(self, step: int, abstract_state) -> None:
+    stored_tree = self.manager.item_metadata(step)["state"]
+    stored_tree = getattr(stored_tree, "tree", stored_tree)
+    for part in ("params", "batch_stats"):
+      stored = shapes_by_name(stored_tree.get(part, {}) or {})
+      expected = shapes_by_name(getattr(abstract_state, part))
+      problem = describe_mismatch(stored, expected)
+      if problem:
+        raise CheckpointMismatchError(
+            f"checkpoint {self.directory / str(step)} was written by a different model: {problem}")
+
+  def restore(self, step: int, abstract_state) -> tuple[Any, dict]:
+    """Restores into the shapes, dtypes and shardings of `abstract_state`."""
+    self._check_compatible(step, abstract_state)
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                              data=ocp.args.JsonRestore())
+    try:
+      restored = self.manager.restore(step, args=args)
+    except (ValueError, KeyError, TypeError) as err:
+      raise CheckpointMismatchError(
+          f"checkpoint {self.directory / str(step)} does not fit this run: {err}") from None
+    return restored["state"], restored["data"] or {}
+
+  def restore_raw(self, step: int) -> Any:
+    """The stored state as nested dicts of numpy arrays (for loading weights into another run)."""
+    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return jax.device_get(restored["state"])
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.close()
+
+
+def open_existing(path: str | pathlib.Path) -> tuple[Checkpointer, int]:
+  """A read-only checkpointer on another run's checkpoints and its latest step."""
+  directory = resolve_directory(path)
+  if not directory.is_dir():
+    raise CheckpointMismatchError(f"no checkpoint folder at {directory} (expected a jreid workdir "
+                                  "or its checkpoints/ folder)")
+  checkpointer = Checkpointer(directory, read_only=True)
+  step = checkpointer.latest_step()
+  if step is None:
+    raise CheckpointMismatchError(f"{directory} holds no complete checkpoint")
+  return checkpointer, step
+
+
+def merge_matching(target, source, *, prefix: str) -> tuple[Any, list[str], list[str]]:
+  """Copies every leaf of `source` whose name and shape match `target`.
+
+  Returns the merged tree, the names loaded and the names of `target` left as
+  initialised (missing or a different shape, e.g. a classifier for another
+  number of identities).
+  """
+  source_leaves = {name: leaf for name, leaf in _named_leaves(source)}
+  loaded, kept = [], []
+
+  def pick(path, leaf):
+    name = _path_name(path)
+    stored = source_leaves.get(name)
+    if stored is not None and np.shape(stored) == tuple(leaf.shape):
+      loaded.append(f"{prefix}/{name}")
+      return np.asarray(stored, dtype=leaf.dtype)
+    kept.append(f"{prefix}/{name}")
+    return leaf
+
+  merged = jax.tree_util.tree_map_with_path(pick, target)
+  return merged, loaded, kept
+
+
+def _named_leaves(tree):
+  return [(_path_name(path), leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]

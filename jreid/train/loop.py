@@ -1,0 +1,177 @@
+"""The one training loop every method shares.
+
+It owns: data loading, the device mesh, jit with donated state, the optimiser,
+checkpoints (resume order: this workdir, then `config.resume`, then
+`config.init_from`, then scratch), the non-finite-loss guard, progress lines,
+`metrics.jsonl`, evaluation and `results.json`. A method supplies only its
+state, its pure step and its feature function (see `jreid.methods`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jreid import methods
+from jreid.data import datasets, pipeline
+from jreid.data.records import Split, relabel
+from jreid.errors import CheckpointMismatchError, NonFiniteLossError
+from jreid.evaluation.retrieval import evaluate_split
+from jreid.train import checkpoint, optim, reporting, sharding
+
+
+@dataclasses.dataclass
+class RunData:
+  train: list
+  num_classes: int
+  tests: dict[str, Split]
+
+
+def load_data(config) -> RunData:
+  names = [n.strip() for n in config.data.train.split(",") if n.strip()]
+  train = relabel(datasets.get_many(names, config.data.root).train)
+  tests = {name.strip(): datasets.get(name.strip(), config.data.root)
+           for name in config.data.test.split(",") if name.strip()}
+  return RunData(train=train, num_classes=len({r.pid for r in train}), tests=tests)
+
+
+def _initial_state(config, ckpt, fresh_state, init_optimizer, abstract_state, log):
+  """Resume order: this workdir, `config.resume`, `config.init_from` weights, scratch."""
+  latest = ckpt.latest_step()
+  if latest is not None:
+    state, data_state = ckpt.restore(latest, abstract_state)
+    log(f"resumed from {ckpt.directory / str(latest)}")
+    return state, data_state
+  if config.resume:
+    other, step = checkpoint.open_existing(config.resume)
+    state, data_state = other.restore(step, abstract_state)
+    log(f"resumed from {other.directory / str(step)} (config.resume)")
+    return state, data_state
+  state = fresh_state()
+  if config.init_from:
+    other, step = checkpoint.open_existing(config.init_from)
+    raw = other.restore_raw(step)
+    params, loaded, kept = checkpoint.merge_matching(state.params, raw["params"], prefix="params")
+    stats, loaded_bs, kept_bs = checkpoint.merge_matching(
+        state.batch_stats, raw.get("batch_stats", {}), prefix="batch_stats")
+    if not loaded:
+      raise CheckpointMismatchError(f"config.init_from={config.init_from}: no parameter of that "
+                                    "checkpoint matches this model by name and shape")
+    placed = jax.device_put((params, stats), jax.tree.leaves(state.params)[0].sharding)
+    state = state.replace(params=placed[0], batch_stats=placed[1],
+                          opt_state=init_optimizer(placed[0]))
+    log(f"initialised {len(loaded) + len(loaded_bs)} arrays from {other.directory / str(step)}; "
+        f"{len(kept) + len(kept_bs)} left as initialised: {(kept + kept_bs)[:5]}")
+  return state, {}
+
+
+def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
+  """Trains `config.method` and evaluates it; returns the final results (also in results.json)."""
+  workdir = pathlib.Path(workdir).expanduser()
+  workdir.mkdir(parents=True, exist_ok=True)
+  sharding.maybe_initialize_distributed(config.distributed)
+  is_main = jax.process_index() == 0
+  log = (lambda text: print(text, flush=True)) if is_main else (lambda text: None)
+  if is_main:
+    reporting.write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
+
+  data = load_data(config)
+  log(f"train: {len(data.train)} images, {data.num_classes} identities; test sets: "
+      + ", ".join(f"{k} ({len(v.query)} query, {len(v.gallery)} gallery)" for k, v in data.tests.items()))
+  mesh = sharding.data_mesh()
+  repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  total_steps = config.train.steps
+  tx, schedule = optim.build(config.optim, total_steps)
+  method = methods.build(config, data.num_classes, tx, schedule)
+  options = pipeline.ImageOptions.from_config(config.data)
+
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  sample = jnp.zeros((1, options.height, options.width, 3), jnp.float32)
+  fresh_state = lambda: jax.jit(method.init, out_shardings=repl)(init_rng, sample)
+  abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
+                                jax.eval_shape(method.init, init_rng, sample))
+  ckpt = checkpoint.Checkpointer(workdir / checkpoint.CHECKPOINT_SUBDIR,
+                                 keep=config.train.keep_checkpoints)
+  state, data_state = _initial_state(config, ckpt, fresh_state, jax.jit(tx.init, out_shardings=repl),
+                                     abstract_state, log)
+  start_step = int(jax.device_get(state.step))
+
+  metrics_log = reporting.JsonLines(workdir / "metrics.jsonl")
+  evals_log = reporting.JsonLines(workdir / "evals.jsonl")
+  if is_main:
+    metrics_log.rewind(start_step)
+    evals_log.rewind(start_step)
+
+  train_data = pipeline.train_dataset(
+      data.train, options=options, batch_size=config.train.batch_size,
+      num_instances=config.data.num_instances, num_steps=total_steps, seed=config.seed,
+      host=jax.process_index(), num_hosts=jax.process_count(),
+      num_threads=config.data.num_threads, workers=config.data.workers)
+  iterator = iter(train_data)
+  if data_state:
+    iterator.set_state(data_state)
+
+  step_fn = jax.jit(method.train_step, in_shardings=(repl, batch_sharding, repl),
+                    out_shardings=(repl, repl), donate_argnums=0)
+  features_fn = jax.jit(method.features, in_shardings=(repl, batch_sharding), out_shardings=repl)
+
+  def evaluate(step: int) -> dict:
+    results = {name: evaluate_split(features_fn, state, split, mesh=mesh, options=options,
+                                    batch_size=config.eval.batch_size, metric=config.eval.metric)
+               for name, split in data.tests.items()}
+    for name, numbers in results.items():
+      log(f"eval step {step} {name}: mAP {numbers['mAP']:.2f} rank-1 {numbers['rank1']:.2f} "
+          f"rank-5 {numbers['rank5']:.2f} mINP {numbers['mINP']:.2f} (percent)")
+    if is_main:
+      evals_log.append({"step": step, **results})
+    return results
+
+  if config.eval.before_training and start_step == 0:
+    evaluate(0)
+
+  progress = reporting.Progress(total_steps, start_step, config.train.batch_size)
+  pending: list[tuple[int, dict]] = []
+
+  def check_pending() -> list[tuple[int, dict]]:
+    fetched = jax.device_get(pending)
+    pending.clear()
+    for step, measurements in fetched:
+      if not math.isfinite(float(measurements["loss"])):
+        ckpt.wait()
+        raise NonFiniteLossError(
+            f"non-finite loss at step {step}; training stopped, last good checkpoint: "
+            f"{ckpt.latest_step()} in {ckpt.directory}")
+    return fetched
+
+  log(f"training steps {start_step}..{total_steps} on {jax.device_count()} device(s), "
+      f"global batch {config.train.batch_size}")
+  for step in range(start_step + 1, total_steps + 1):
+    batch = sharding.global_batch(next(iterator), mesh)
+    state, measurements = step_fn(state, batch, jax.random.fold_in(train_rng, step - 1))
+    pending.append((step, measurements))
+    last = step == total_steps
+    if step % config.train.log_every == 0 or last:
+      _, latest = check_pending()[-1]
+      entry = {"step": step, "loss": float(latest["loss"]),
+               **{k: float(v) for k, v in sorted(latest.items()) if k != "loss"}}
+      entry["img_per_s"] = progress.throughput(step)
+      progress.line(step, {k: v for k, v in entry.items() if k != "img_per_s"}, entry["img_per_s"])
+      if is_main:
+        metrics_log.append(entry)
+    if step % config.train.checkpoint_every == 0 or last:
+      check_pending()
+      ckpt.save(step, state, iterator.get_state())
+    if config.eval.every and step % config.eval.every == 0 and not last:
+      evaluate(step)
+  ckpt.wait()
+
+  results = evaluate(total_steps)
+  if is_main:
+    reporting.write_json_atomic(workdir / "results.json", results)
+  ckpt.close()
+  return results

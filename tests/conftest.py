@@ -1,0 +1,39 @@
+"""Shared fixtures: small on-disk datasets written the way the real ones are."""
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def write_market_tree(root: pathlib.Path, *, train_ids=8, test_ids=6, per_id=4, cameras=3,
+                      size=(32, 16), seed=0) -> pathlib.Path:
+  """A Market-1501-layout folder of random-coloured images, with distractors and junk."""
+  rng = np.random.default_rng(seed)
+  folder = root / "Market-1501-v15.09.15"
+
+  def save(sub, pid, cam, frame):
+    path = folder / sub / f"{pid:04d}_c{cam}s1_{frame:06d}_01.jpg" if pid >= 0 else \
+        folder / sub / f"-1_c{cam}s1_{frame:06d}_01.jpg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    colour = rng.integers(0, 255, 3)
+    pixels = np.clip(colour + rng.normal(0, 20, size + (3,)), 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+
+  for pid in range(1, train_ids + 1):
+    for k in range(per_id):
+      save("bounding_box_train", pid, k % cameras + 1, k)
+  for pid in range(100, 100 + test_ids):
+    save("query", pid, 1, 0)
+    for k in range(per_id):
+      save("bounding_box_test", pid, k % cameras + 1, k + 1)
+  save("bounding_box_test", 0, 2, 99)   # distractor
+  save("bounding_box_test", -1, 3, 98)  # junk
+  save("bounding_box_train", -1, 1, 97)  # junk in train is ignored too
+  return folder
+
+
+@pytest.fixture
+def market_root(tmp_path) -> pathlib.Path:
+  write_market_tree(tmp_path)
+  return tmp_path

@@ -1,0 +1,147 @@
+"""The command line end to end: outputs, exact resume after SIGKILL, 1 vs 4 devices, bad inputs.
+
+Each test runs `python -m jreid.main` in a subprocess, as a user would.
+"""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jreid.train import checkpoint
+
+pytestmark = pytest.mark.slow
+REPO = pathlib.Path(__file__).resolve().parents[2]
+MEASURED = ("loss", "loss_ce", "loss_triplet", "lr", "grad_norm")
+
+
+def command(workdir, root, *overrides, dataset="market1501"):
+  return [sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
+          f"--workdir={workdir}", f"--config.data.root={root}", f"--config.data.train={dataset}",
+          f"--config.data.test={dataset}", *overrides]
+
+
+def run(args, devices=1, check=True):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu")
+  result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  if check and result.returncode != 0:
+    raise AssertionError(f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+  return result
+
+
+def measurements(workdir):
+  lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
+  return [{k: v for k, v in json.loads(line).items() if k in MEASURED + ("step",)} for line in lines]
+
+
+def final_state(workdir):
+  ckpt, step = checkpoint.open_existing(workdir)
+  return step, ckpt.restore_raw(step)
+
+
+def test_smoke_config_writes_every_output(tmp_path):
+  workdir = tmp_path / "run"
+  run([sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
+       f"--workdir={workdir}", f"--config.data.root={tmp_path / 'data'}"])
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["data"]["train"] == "synth_tiny"
+  entries = measurements(workdir)
+  assert [e["step"] for e in entries] == [1, 2, 3, 4]
+  assert all(np.isfinite(e["loss"]) for e in entries)
+  results = json.loads((workdir / "results.json").read_text())
+  numbers = results["synth_tiny"]
+  assert set(numbers) >= {"mAP", "rank1", "rank5", "rank10", "mINP"}
+  assert 0 <= numbers["mAP"] <= 100 and 0 <= numbers["rank1"] <= 100
+  assert final_state(workdir)[0] == 4
+
+
+def test_resume_after_sigkill_is_exact(tmp_path, market_root):
+  overrides = ("--config.train.steps=240", "--config.train.checkpoint_every=20",
+               "--config.train.log_every=5", "--config.optim.milestones=(120,)")
+  reference = tmp_path / "reference"
+  run(command(reference, market_root, *overrides))
+
+  workdir = tmp_path / "killed"
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  process = subprocess.Popen(command(workdir, market_root, *overrides), cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  checkpoints = workdir / "checkpoints"
+  while time.time() < deadline and process.poll() is None:
+    if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()):
+      break
+    time.sleep(0.005)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+  assert not (workdir / "results.json").exists()
+
+  run(command(workdir, market_root, *overrides))  # the same command resumes
+  assert measurements(workdir) == measurements(reference)
+  step, state = final_state(workdir)
+  reference_step, reference_state = final_state(reference)
+  assert step == reference_step == 240
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(state)[0],
+                          jax.tree.leaves(reference_state)):
+    assert np.array_equal(a, b), jax.tree_util.keystr(path)
+  assert (json.loads((workdir / "results.json").read_text())
+          == json.loads((reference / "results.json").read_text()))
+
+
+def test_four_devices_give_the_same_losses_as_one(tmp_path, market_root):
+  overrides = ("--config.train.steps=6", "--config.train.log_every=1")
+  run(command(tmp_path / "one", market_root, *overrides), devices=1)
+  run(command(tmp_path / "four", market_root, *overrides), devices=4)
+  one, four = measurements(tmp_path / "one"), measurements(tmp_path / "four")
+  assert [e["step"] for e in one] == [e["step"] for e in four] == list(range(1, 7))
+  for a, b in zip(one, four):
+    for key in MEASURED:
+      assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (a["step"], key, a[key], b[key])
+
+
+def _one_line_error(result, *fragments):
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr, result.stderr[-2000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("jreid: error: "), last
+  for fragment in fragments:
+    assert fragment in last, (fragment, last)
+
+
+def test_missing_dataset_folder(tmp_path):
+  result = run(command(tmp_path / "run", tmp_path / "nowhere"), check=False)
+  _one_line_error(result, "Market-1501-v15.09.15", "does not exist", "bounding_box_train")
+
+
+def test_unreadable_image(tmp_path, market_root):
+  broken = sorted((market_root / "Market-1501-v15.09.15" / "bounding_box_train").iterdir())[3]
+  broken.write_bytes(b"\x00" * 100)
+  result = run(command(tmp_path / "run", market_root), check=False)
+  _one_line_error(result, "cannot read image", broken.name)
+
+
+def test_unknown_config_key(tmp_path, market_root):
+  result = run(command(tmp_path / "run", market_root, "--config.train.stpes=3"), check=False)
+  _one_line_error(result, "stpes", "steps")
+  assert not (tmp_path / "run").exists()
+
+
+def test_checkpoint_from_another_model(tmp_path, market_root):
+  workdir = tmp_path / "run"
+  run(command(workdir, market_root, "--config.train.steps=2"))
+  before = (workdir / "results.json").read_bytes()
+  result = run(command(workdir, market_root, "--config.train.steps=4", "--config.model.width=16"),
+               check=False)
+  _one_line_error(result, "different model", "conv1/kernel")
+  assert (workdir / "results.json").read_bytes() == before  # untouched
+  assert final_state(workdir)[0] == 2
+  other = run(command(tmp_path / "other", market_root, f"--config.resume={workdir}",
+                      "--config.model.backbone=resnet34"), check=False)
+  _one_line_error(other, "different model")
