@@ -5,11 +5,8 @@ class ReIDError(Exception):
   """Base class: bad input or a state the user must fix (the message says how)."""
 
 
-class ConfigError(ReIDError, KeyError):
+class ConfigError(ReIDError, ValueError):
   """An unknown config key or an invalid value."""
-
-  def __str__(self):  # KeyError would quote the message.
-    return str(self.args[0]) if self.args else ""
 
 
 class DatasetLayoutError(ReIDError, FileNotFoundError):

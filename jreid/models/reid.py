@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from jreid.errors import ConfigError
 from jreid.models.backbones import BACKBONES
 from jreid.models.heads import BNNeck
 from jreid.models.pooling import POOLINGS
@@ -61,15 +62,15 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Mo
   expected = set(default_model_config().keys())
   got = set(model_cfg.keys())
   if got != expected:
-    raise ValueError(f"model config keys differ from default_model_config(): "
+    raise ConfigError(f"model config keys differ from default_model_config(): "
                      f"unknown {sorted(got - expected)}, missing {sorted(expected - got)}")
   for key, table in (("backbone", BACKBONES), ("pooling", POOLINGS)):
     if model_cfg[key] not in table:
-      raise ValueError(f"model.{key}={model_cfg[key]!r}; choose one of {sorted(table)}")
+      raise ConfigError(f"model.{key}={model_cfg[key]!r}; choose one of {sorted(table)}")
   if model_cfg.test_feature not in TEST_FEATURES:
-    raise ValueError(f"model.test_feature={model_cfg.test_feature!r}; choose one of {TEST_FEATURES}")
+    raise ConfigError(f"model.test_feature={model_cfg.test_feature!r}; choose one of {TEST_FEATURES}")
   if num_classes < 1:
-    raise ValueError(f"num_classes must be positive, got {num_classes}")
+    raise ConfigError(f"num_classes must be positive, got {num_classes}")
 
   backbone = BACKBONES[model_cfg.backbone](
       width=model_cfg.width, last_stride=model_cfg.last_stride, ibn=model_cfg.ibn)

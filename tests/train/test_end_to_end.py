@@ -145,3 +145,29 @@ def test_checkpoint_from_another_model(tmp_path, market_root):
   other = run(command(tmp_path / "other", market_root, f"--config.resume={workdir}",
                       "--config.model.backbone=resnet34"), check=False)
   _one_line_error(other, "different model")
+
+
+def test_init_from_loads_weights_but_starts_at_step_zero(tmp_path, market_root):
+  source = tmp_path / "source"
+  run(command(source, market_root, "--config.train.steps=3"))
+  target = tmp_path / "target"
+  result = run(command(target, market_root, f"--config.init_from={source}", "--config.train.steps=1",
+                       "--config.eval.before_training=True"))
+  assert "initialised" in result.stdout
+  evals = [json.loads(line) for line in (target / "evals.jsonl").read_text().splitlines()]
+  assert evals[0]["step"] == 0
+  # The untrained evaluation of the target is the trained evaluation of the source.
+  assert evals[0]["market1501"] == json.loads((source / "results.json").read_text())["market1501"]
+  assert [e["step"] for e in measurements(target)] == [1]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, market_root):
+  workdir = tmp_path / "run"
+  result = run(command(workdir, market_root, "--config.train.steps=6",
+                       "--config.train.checkpoint_every=1", "--config.optim.lr=1e30",
+                       "--config.optim.warmup_steps=0"), check=False)
+  _one_line_error(result, "non-finite loss at step", "last good checkpoint")
+  step, state = final_state(workdir)
+  assert f"non-finite loss at step {step + 1}" in result.stderr
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state["params"]))
+  assert not (workdir / "results.json").exists()

@@ -30,6 +30,7 @@ from typing import ClassVar, Sequence
 import flax.linen as nn
 import jax
 
+from jreid.errors import ConfigError
 from jreid.models.layers import IBN, Conv, batch_norm
 
 
@@ -124,7 +125,7 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
     if self.last_stride not in (1, 2):
-      raise ValueError(f"last_stride must be 1 or 2, got {self.last_stride}")
+      raise ConfigError(f"model.last_stride must be 1 or 2, got {self.last_stride}")
     x = Conv(self.width, 7, stride=2, padding=3, name="conv1")(x)
     x = nn.relu(batch_norm(name="bn1")(x, use_running_average=not train))
     x = stem_max_pool(x, self.ceil_mode_pool)
