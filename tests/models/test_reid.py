@@ -19,23 +19,6 @@ def _tiny_config(**overrides):
   return cfg
 
 
-def _random_variables(model, x, seed=0):
-  """`model.init`'s tree (traced abstractly, so no XLA compile of the initialisers) filled from numpy."""
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == "kernel":
-      fan_out = np.prod(leaf.shape[:-2]) * leaf.shape[-1]
-      return (rng.normal(size=leaf.shape) * np.sqrt(2 / fan_out)).astype(np.float32)
-    if name == "p":
-      return np.full(leaf.shape, 3.0, np.float32)
-    return (np.ones if name in ("scale", "var") else np.zeros)(leaf.shape, np.float32)
-
-  return jax.tree_util.tree_map_with_path(fill, shapes)
-
-
 def _numpy_gem(x, p, eps=1e-6):
   b, h, w, c = x.shape
   out = np.zeros((b, c))
@@ -122,11 +105,11 @@ def test_param_tree_of_the_assembled_model():
   assert set(params) == {"backbone", "head"}  # average pooling and fixed-p GeM have none
 
 
-def test_features_logits_and_intermediates():
+def test_features_logits_and_intermediates(random_variables):
   x = jax.random.normal(jax.random.key(1), (4, 32, 16, 3))
   neck_model = build_model(_tiny_config(), NUM_CLASSES)
   pre_model = build_model(_tiny_config(test_feature="pre_neck"), NUM_CLASSES)
-  variables = _random_variables(neck_model, x)
+  variables = random_variables(neck_model, x)
   # Non-trivial running statistics so neck and pre_neck differ at test time.
   variables["batch_stats"]["head"]["neck"]["mean"] += 0.5
 

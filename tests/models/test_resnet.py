@@ -115,33 +115,12 @@ def test_output_strides(name, channels, last_stride):
     assert inter[key].shape == (2, 128 // stride, 64 // stride, c), key
 
 
-def _random_variables(model, x, seed=0):
-  """Variables shaped by `model.init` (traced abstractly, so cheap) and filled from numpy.
-
-  Initialising a whole ResNet through jax.random costs seconds of XLA CPU
-  compilation; the tests only need plausible values (kaiming-scaled kernels,
-  unit scales and variances), and `test_conv_init_is_kaiming_fan_out` checks
-  the real initialiser.
-  """
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == "kernel":
-      fan_out = np.prod(leaf.shape[:-2]) * leaf.shape[-1]
-      return (rng.normal(size=leaf.shape) * np.sqrt(2 / fan_out)).astype(np.float32)
-    return (np.ones if name in ("scale", "var") else np.zeros)(leaf.shape, np.float32)
-
-  return jax.tree_util.tree_map_with_path(fill, shapes)
-
-
-def test_tiny_train_step_updates_stats_and_has_finite_grads():
+def test_tiny_train_step_updates_stats_and_has_finite_grads(random_variables):
   # One block per stage keeps XLA compilation short yet covers the bottleneck,
   # the downsample shortcut, IBN and the layer4 switch back to BN.
   model = ResNet(block=Bottleneck, stage_sizes=(1, 1, 1, 1), width=8, ibn=True)
   x = jax.random.normal(jax.random.key(1), (4, 32, 16, 3))
-  variables = _random_variables(model, x)
+  variables = random_variables(model, x)
 
   @jax.jit
   def loss_and_grad(params, batch_stats):
