@@ -160,7 +160,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
       entry = {"step": step, "loss": float(latest["loss"]),
                **{k: float(v) for k, v in sorted(latest.items()) if k != "loss"}}
       entry["img_per_s"] = progress.throughput(step)
-      progress.line(step, {k: v for k, v in entry.items() if k != "img_per_s"}, entry["img_per_s"])
+      log(progress.line(step, {k: v for k, v in entry.items() if k != "img_per_s"},
+                        entry["img_per_s"]))
       if is_main:
         metrics_log.append(entry)
     if step % config.train.checkpoint_every == 0 or last:

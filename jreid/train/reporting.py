@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import sys
 import tempfile
 import time
 
@@ -72,10 +71,9 @@ def format_duration(seconds: float) -> str:
 class Progress:
   """One console line per logged step: step, loss parts, learning rate, images/s, ETA."""
 
-  def __init__(self, total_steps: int, start_step: int, batch_size: int, stream=sys.stdout):
+  def __init__(self, total_steps: int, start_step: int, batch_size: int):
     self.total_steps = total_steps
     self.batch_size = batch_size
-    self.stream = stream
     self.mark_step = start_step
     self.mark_time = time.perf_counter()
 
@@ -89,7 +87,5 @@ class Progress:
   def line(self, step: int, measurements: dict, images_per_second: float) -> str:
     eta = (self.total_steps - step) * self.batch_size / max(images_per_second, 1e-9)
     parts = " ".join(f"{k} {v:.4g}" for k, v in measurements.items() if k != "step")
-    text = (f"step {step}/{self.total_steps} | {parts} | {images_per_second:.1f} img/s | "
+    return (f"step {step}/{self.total_steps} | {parts} | {images_per_second:.1f} img/s | "
             f"ETA {format_duration(eta)}")
-    print(text, file=self.stream, flush=True)
-    return text
