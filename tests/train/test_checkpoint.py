@@ -1,11 +1,9 @@
-import json
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jreid.errors import CheckpointMismatchError
-from jreid.train import checkpoint, reporting
+from jreid.train import checkpoint
 from jreid.train.state import TrainState
 
 
@@ -55,18 +53,3 @@ def test_merge_matching_loads_same_name_and_shape_only():
   merged, loaded, kept = checkpoint.merge_matching(target, source, prefix="params")
   assert np.array_equal(merged["a"], [1, 1]) and np.array_equal(merged["b"], [0, 0, 0])
   assert loaded == ["params/a"] and sorted(kept) == ["params/b", "params/c"]
-
-
-def test_json_writes_are_atomic_and_lines_rewind(tmp_path):
-  path = tmp_path / "results.json"
-  reporting.write_json_atomic(path, {"x": np.float32(1.5)})
-  assert json.loads(path.read_text()) == {"x": 1.5}
-  assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary left behind
-  with pytest.raises(TypeError):
-    reporting.write_json_atomic(path, {"x": object()})
-  assert json.loads(path.read_text()) == {"x": 1.5}  # a failed write leaves the old file
-  log = reporting.JsonLines(tmp_path / "m.jsonl")
-  for step in (1, 2, 3, 4):
-    log.append({"step": step, "loss": step / 2})
-  log.rewind(2)
-  assert [e["step"] for e in log.read()] == [1, 2]
