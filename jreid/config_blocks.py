@@ -57,7 +57,8 @@ def evaluation(**overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
       batch_size=128, metric="cosine",
       before_training=False,  # also evaluate the untrained model (logged at step 0)
-      every=0))               # evaluate every N steps (0 = only at the end)
+      every=0,                # evaluate every N steps (0 = only at the end)
+      visualize=False))       # rank lists + distance plot under workdir/visualize/ at the end
   config.update(overrides)
   return config
 

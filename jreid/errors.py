@@ -23,3 +23,7 @@ class CheckpointMismatchError(ReIDError, ValueError):
 
 class NonFiniteLossError(ReIDError, FloatingPointError):
   """Training produced NaN/Inf; the last good checkpoint is kept."""
+
+
+class WeightsFileError(ReIDError, OSError):
+  """A weights file (PyTorch .pth, .safetensors) is missing, unreadable or holds no tensors."""

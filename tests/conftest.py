@@ -37,3 +37,34 @@ def write_market_tree(root: pathlib.Path, *, train_ids=8, test_ids=6, per_id=4, 
 def market_root(tmp_path) -> pathlib.Path:
   write_market_tree(tmp_path)
   return tmp_path
+
+
+class FakeTree:
+  """Writes a dataset's on-disk layout under a root: tiny images and list files.
+
+  Readers only look at names and list files, so the images are 2x2 pixels;
+  they are still real, decodable files in the format the name says.
+  """
+
+  def __init__(self, root: pathlib.Path):
+    self.root = root
+
+  def images(self, folder: str, names) -> list[pathlib.Path]:
+    paths = []
+    for name in names:
+      path = self.root / folder / name
+      path.parent.mkdir(parents=True, exist_ok=True)
+      Image.new("RGB", (2, 2), (len(paths) * 7 % 255, 90, 160)).save(path)
+      paths.append(path)
+    return paths
+
+  def text(self, path: str, lines) -> pathlib.Path:
+    target = self.root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("".join(f"{line}\n" for line in lines))
+    return target
+
+
+@pytest.fixture
+def fake_tree(tmp_path) -> FakeTree:
+  return FakeTree(tmp_path)

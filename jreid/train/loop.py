@@ -12,16 +12,17 @@ import dataclasses
 import json
 import math
 import pathlib
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+import optax
 
 from jreid import methods
 from jreid.data import datasets, pipeline
 from jreid.data.records import Split, relabel
 from jreid.errors import CheckpointMismatchError, NonFiniteLossError
-from jreid.evaluation.retrieval import evaluate_split
+from jreid.evaluation.retrieval import ReportOptions, evaluate_split
 from jreid.train import checkpoint, optim, reporting, sharding
 
 
@@ -40,19 +41,46 @@ def load_data(config) -> RunData:
   return RunData(train=train, num_classes=len({r.pid for r in train}), tests=tests)
 
 
-def _initial_state(config, ckpt, fresh_state, init_optimizer, abstract_state, log):
+@dataclasses.dataclass
+class Prepared:
+  """Everything a run needs before its first step; also what tools use to rebuild a model."""
+  data: RunData
+  mesh: jax.sharding.Mesh
+  tx: optax.GradientTransformation
+  method: object
+  options: pipeline.ImageOptions
+  abstract_state: object  # shapes, dtypes and shardings of the train state
+  fresh_state: Callable[[], object]  # a newly initialised state (seeded by config.seed)
+
+
+def prepare(config) -> Prepared:
+  data = load_data(config)
+  mesh = sharding.data_mesh()
+  repl = sharding.replicated(mesh)
+  tx, schedule = optim.build(config.optim, config.train.steps)
+  method = methods.build(config, data.num_classes, tx, schedule)
+  options = pipeline.ImageOptions.from_config(config.data)
+  init_rng, _ = jax.random.split(jax.random.key(config.seed))
+  sample = jnp.zeros((1, options.height, options.width, 3), jnp.float32)
+  abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
+                                jax.eval_shape(method.init, init_rng, sample))
+  fresh_state = lambda: jax.jit(method.init, out_shardings=repl)(init_rng, sample)
+  return Prepared(data, mesh, tx, method, options, abstract_state, fresh_state)
+
+
+def _initial_state(config, ckpt, run: Prepared, log):
   """Resume order: this workdir, `config.resume`, `config.init_from` weights, scratch."""
   latest = ckpt.latest_step()
   if latest is not None:
-    state, data_state = ckpt.restore(latest, abstract_state)
+    state, data_state = ckpt.restore(latest, run.abstract_state)
     log(f"resumed from {ckpt.directory / str(latest)}")
     return state, data_state
   if config.resume:
     other, step = checkpoint.open_existing(config.resume)
-    state, data_state = other.restore(step, abstract_state)
+    state, data_state = other.restore(step, run.abstract_state)
     log(f"resumed from {other.directory / str(step)} (config.resume)")
     return state, data_state
-  state = fresh_state()
+  state = run.fresh_state()
   if config.init_from:
     other, step = checkpoint.open_existing(config.init_from)
     raw = other.restore_raw(step)
@@ -64,7 +92,7 @@ def _initial_state(config, ckpt, fresh_state, init_optimizer, abstract_state, lo
                                     "checkpoint matches this model by name and shape")
     placed = jax.device_put((params, stats), jax.tree.leaves(state.params)[0].sharding)
     state = state.replace(params=placed[0], batch_stats=placed[1],
-                          opt_state=init_optimizer(placed[0]))
+                          opt_state=jax.jit(run.tx.init)(placed[0]))
     log(f"initialised {len(loaded) + len(loaded_bs)} arrays from {other.directory / str(step)}; "
         f"{len(kept) + len(kept_bs)} left as initialised: {(kept + kept_bs)[:5]}")
   return state, {}
@@ -80,25 +108,16 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   if is_main:
     reporting.write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
 
-  data = load_data(config)
+  run = prepare(config)
+  data, mesh, method, options = run.data, run.mesh, run.method, run.options
   log(f"train: {len(data.train)} images, {data.num_classes} identities; test sets: "
       + ", ".join(f"{k} ({len(v.query)} query, {len(v.gallery)} gallery)" for k, v in data.tests.items()))
-  mesh = sharding.data_mesh()
   repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   total_steps = config.train.steps
-  tx, schedule = optim.build(config.optim, total_steps)
-  method = methods.build(config, data.num_classes, tx, schedule)
-  options = pipeline.ImageOptions.from_config(config.data)
-
-  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-  sample = jnp.zeros((1, options.height, options.width, 3), jnp.float32)
-  fresh_state = lambda: jax.jit(method.init, out_shardings=repl)(init_rng, sample)
-  abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
-                                jax.eval_shape(method.init, init_rng, sample))
+  _, train_rng = jax.random.split(jax.random.key(config.seed))
   ckpt = checkpoint.Checkpointer(workdir / checkpoint.CHECKPOINT_SUBDIR,
                                  keep=config.train.keep_checkpoints)
-  state, data_state = _initial_state(config, ckpt, fresh_state, jax.jit(tx.init, out_shardings=repl),
-                                     abstract_state, log)
+  state, data_state = _initial_state(config, ckpt, run, log)
   start_step = int(jax.device_get(state.step))
 
   metrics_log = reporting.JsonLines(workdir / "metrics.jsonl")
@@ -120,9 +139,12 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
                     out_shardings=(repl, repl), donate_argnums=0)
   features_fn = jax.jit(method.features, in_shardings=(repl, batch_sharding), out_shardings=repl)
 
-  def evaluate(step: int) -> dict:
+  def evaluate(step: int, pictures: bool = False) -> dict:
+    report = lambda name: (ReportOptions(workdir / "visualize" / name)
+                           if pictures and is_main else None)
     results = {name: evaluate_split(features_fn, state, split, mesh=mesh, options=options,
-                                    batch_size=config.eval.batch_size, metric=config.eval.metric)
+                                    batch_size=config.eval.batch_size, metric=config.eval.metric,
+                                    report=report(name))
                for name, split in data.tests.items()}
     for name, numbers in results.items():
       log(f"eval step {step} {name}: mAP {numbers['mAP']:.2f} rank-1 {numbers['rank1']:.2f} "
@@ -171,7 +193,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
       evaluate(step)
   ckpt.wait()
 
-  results = evaluate(total_steps)
+  results = evaluate(total_steps, pictures=config.eval.visualize)
   if is_main:
     reporting.write_json_atomic(workdir / "results.json", results)
   ckpt.close()

@@ -49,7 +49,8 @@ def final_state(workdir):
 def test_smoke_config_writes_every_output(tmp_path):
   workdir = tmp_path / "run"
   run([sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
-       f"--workdir={workdir}", f"--config.data.root={tmp_path / 'data'}"])
+       f"--workdir={workdir}", f"--config.data.root={tmp_path / 'data'}",
+       "--config.eval.visualize=True"])
   config = json.loads((workdir / "config.json").read_text())
   assert config["data"]["train"] == "synth_tiny"
   entries = measurements(workdir)
@@ -60,6 +61,22 @@ def test_smoke_config_writes_every_output(tmp_path):
   assert set(numbers) >= {"mAP", "rank1", "rank5", "rank10", "mINP"}
   assert 0 <= numbers["mAP"] <= 100 and 0 <= numbers["rank1"] <= 100
   assert final_state(workdir)[0] == 4
+  pictures = sorted(p.name for p in (workdir / "visualize" / "synth_tiny").iterdir())
+  assert "distance_distribution.png" in pictures
+  assert sum(name.startswith("rank_list_") for name in pictures) == 10
+
+
+def test_visualize_tool_rebuilds_the_run(tmp_path, market_root):
+  workdir = tmp_path / "run"
+  run(command(workdir, market_root, "--config.train.steps=2"))
+  result = run([sys.executable, "-m", "jreid.tools.visualize", f"--workdir={workdir}",
+                "--num_queries=2", "--topk=3"])
+  results = json.loads((workdir / "results.json").read_text())["market1501"]
+  assert f"mAP {results['mAP']:.2f}" in result.stdout  # same checkpoint, same numbers
+  pictures = list((workdir / "visualize" / "market1501").glob("rank_list_*.png"))
+  assert len(pictures) == 2
+  missing = run([sys.executable, "-m", "jreid.tools.visualize", f"--workdir={tmp_path}"], check=False)
+  _one_line_error(missing, "config.json")
 
 
 def test_resume_after_sigkill_is_exact(tmp_path, market_root):

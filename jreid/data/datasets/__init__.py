@@ -11,13 +11,43 @@ from __future__ import annotations
 import pathlib
 from typing import Callable, Sequence
 
-from jreid.data.datasets import market1501
+from jreid.data.datasets import (cuhk01, cuhk02, cuhk03np, cuhksysu, dukemtmcreid, grid, ilids,
+                                 luperson, market1501, msmt17, personx, prid, sensereid, vehicleid,
+                                 veri, veriwild, viper)
 from jreid.data.records import Split, combine
 from jreid.errors import ConfigError
 
-# name -> (sub-folder under root, parser(folder, domain) -> Split)
+# name -> (sub-folder under root, parser(folder, domain) -> Split). Each module's
+# docstring gives the layout inside the folder, the protocol and the real counts.
+# MSMT17's folder is the root itself: it holds MSMT17_V1/ or MSMT17_V2/.
 DATASETS: dict[str, tuple[str, Callable[..., Split]]] = {
+    # Person ReID, supervised benchmarks.
     "market1501": ("Market-1501-v15.09.15", market1501.load),
+    "dukemtmc": ("DukeMTMC-reID", dukemtmcreid.load),
+    "msmt17": (".", msmt17.load),
+    "msmt17_trainval": (".", msmt17.load_trainval),
+    "cuhk03_labeled": ("cuhk03-np", cuhk03np.load_labeled),
+    "cuhk03_detected": ("cuhk03-np", cuhk03np.load_detected),
+    "cuhksysu": ("cuhksysu4reid", cuhksysu.load),
+    "personx": ("PersonX", personx.load),
+    # Small sets (the lifelong / DG "unseen" domains); split 0 of their random splits.
+    "viper": ("viper", viper.load),
+    "grid": ("underground_reid", grid.load),
+    "prid": ("prid_2011", prid.load),
+    "cuhk01": ("cuhk01", cuhk01.load),
+    "cuhk02": ("cuhk02", cuhk02.load),
+    "sensereid": ("SenseReID", sensereid.load),
+    "ilids": ("ilids", ilids.load),
+    # Unlabeled pre-training images.
+    "luperson": ("LUPerson", luperson.load),
+    # Vehicle ReID.
+    "veri": ("VeRi", veri.load),
+    "vehicleid_small": ("VehicleID_V1.0", vehicleid.load_small),
+    "vehicleid_medium": ("VehicleID_V1.0", vehicleid.load_medium),
+    "vehicleid_large": ("VehicleID_V1.0", vehicleid.load_large),
+    "veriwild_small": ("VERI-Wild", veriwild.load_small),
+    "veriwild_medium": ("VERI-Wild", veriwild.load_medium),
+    "veriwild_large": ("VERI-Wild", veriwild.load_large),
 }
 
 

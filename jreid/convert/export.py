@@ -1,0 +1,93 @@
+"""Export a jreid checkpoint as a PyTorch state dict (`.pth`) or a `.safetensors` file.
+
+The names and layouts are `jreid.convert.torch_names`'s: torchvision ResNet
+names (with `backbone.` in the "fastreid" layout), FastReID head names, BN
+running statistics included, kernels in torch's OIHW. Only the model's
+`params` and `batch_stats` are written; optimiser state stays behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import tempfile
+from collections.abc import Mapping
+
+import numpy as np
+
+from jreid.convert import torch_names
+from jreid.errors import CheckpointMismatchError, WeightsFileError
+
+TORCH_SUFFIXES = (".pth", ".pt")
+
+
+@dataclasses.dataclass
+class ExportResult:
+  out: pathlib.Path
+  source: str
+  names: list[str]
+  skipped: list[str]
+
+
+def checkpoint_variables(checkpoint: str | pathlib.Path, step: int | None = None) -> tuple[dict, str]:
+  """`{"params", "batch_stats"}` of a jreid run (its workdir or checkpoints/ folder) and where they came from."""
+  from jreid.train.checkpoint import open_existing  # orbax is slow to import; only here
+  checkpointer, latest = open_existing(checkpoint)
+  step = latest if step is None else step
+  if step not in checkpointer.manager.all_steps():
+    raise CheckpointMismatchError(f"{checkpointer.directory} has no step {step}; it has "
+                                  f"{sorted(checkpointer.manager.all_steps())}")
+  raw = checkpointer.restore_raw(step)
+  variables = {c: raw.get(c) or {} for c in torch_names.COLLECTIONS}
+  return variables, str(checkpointer.directory / str(step))
+
+
+def _write(out: pathlib.Path, state: Mapping[str, np.ndarray], write_to) -> None:
+  """Write through a temporary file in the target folder, then rename (never a half file)."""
+  out.parent.mkdir(parents=True, exist_ok=True)
+  handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+  os.close(handle)
+  try:
+    write_to(state, temporary)
+    os.replace(temporary, out)
+  except BaseException:
+    pathlib.Path(temporary).unlink(missing_ok=True)
+    raise
+
+
+def write_state_dict(state: Mapping[str, np.ndarray], out: str | pathlib.Path) -> pathlib.Path:
+  """Writes torch-layout numpy arrays by name; the format follows the suffix of `out`."""
+  out = pathlib.Path(out).expanduser()
+  state = {name: np.ascontiguousarray(value) for name, value in state.items()}
+  if out.suffix == ".safetensors":
+    from safetensors.numpy import save_file
+    _write(out, state, lambda s, path: save_file(s, path))
+  elif out.suffix in TORCH_SUFFIXES:
+    try:
+      import torch
+    except ImportError:
+      raise WeightsFileError(f"writing {out} needs PyTorch: pip install 'jreid[torch]' "
+                             "(or write .safetensors, which does not)") from None
+    tensors = {name: torch.from_numpy(value) for name, value in state.items()}
+    _write(out, tensors, lambda s, path: torch.save(s, path))
+  else:
+    raise WeightsFileError(f"cannot tell the format of {out}: use a name ending in "
+                           f"{' or '.join(TORCH_SUFFIXES)} (PyTorch) or .safetensors")
+  return out
+
+
+def export_variables(variables: Mapping, out: str | pathlib.Path, *, layout: str = "fastreid",
+                     source: str = "variables") -> ExportResult:
+  """Writes a model's variables to `out`; fails if none of them has a torch name."""
+  state, skipped = torch_names.to_state_dict(variables, layout)
+  if not state:
+    raise CheckpointMismatchError(f"{source}: no variable has a PyTorch name (only ResNet "
+                                  f"backbones and the BNNeck head are mapped); found {skipped[:3]}")
+  return ExportResult(write_state_dict(state, out), source, sorted(state), skipped)
+
+
+def export_checkpoint(checkpoint: str | pathlib.Path, out: str | pathlib.Path, *,
+                      layout: str = "fastreid", step: int | None = None) -> ExportResult:
+  """`checkpoint_variables` + `export_variables`."""
+  variables, source = checkpoint_variables(checkpoint, step)
+  return export_variables(variables, out, layout=layout, source=source)

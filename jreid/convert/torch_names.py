@@ -1,0 +1,207 @@
+"""Names and array layouts between jreid ReID trees and PyTorch state dicts (numpy only).
+
+A jreid variable is keyed `(collection, path)`, e.g. `("params", ("backbone",
+"layer1_0", "bn1", "IN", "scale"))`, with paths from the root of the model that
+`jreid.models.reid.build_model` makes. The torch side uses one *canonical*
+naming: torchvision's ResNet names for the backbone (no prefix) and FastReID's
+`EmbeddingHead` names for the head:
+
+  backbone/conv1/kernel                      conv1.weight
+  backbone/layer{i}_{j}/bn1/IN/scale         layer{i}.{j}.bn1.IN.weight
+  backbone/layer{i}_{j}/downsample_conv/...  layer{i}.{j}.downsample.0.weight
+  backbone/layer{i}_{j}/downsample_bn/...    layer{i}.{j}.downsample.1.*
+  head/neck/{scale,bias}, {mean,var}         heads.bottleneck.0.{weight,bias,running_mean,running_var}
+  head/classifier/kernel (C, K)              heads.weight (K, C)
+  pooling/p (learnable GeM)                  heads.pool_layer.p
+
+Leaves rename as kernel -> weight (convs, the classifier), scale -> weight,
+bias -> bias (norms), and running statistics mean/var (collection
+`batch_stats`) -> running_mean/running_var. The classifier is written as
+`heads.weight`, the name of FastReID >= 1.0 (whose heads feed any of its
+softmax variants from one raw weight); the older `heads.classifier.weight` of
+FastReID 0.x / BoT is read as well.
+
+A *layout* says how the canonical names are written to a file: "fastreid"
+prefixes the backbone with `backbone.` (a FastReID `Baseline` model's
+state dict), "torchvision" keeps the bare backbone names and leaves the head
+out (a torchvision ResNet without its `fc`). Readers strip `backbone.` anyway.
+
+Nothing here imports torch, so the map is testable and usable (safetensors)
+without it.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+PARAMS, STATS = "params", "batch_stats"
+COLLECTIONS = (PARAMS, STATS)
+LAYOUTS = ("fastreid", "torchvision")
+
+Key = tuple[str, tuple[str, ...]]
+
+# (collection, jreid leaf) -> torch leaf. `weight` is ambiguous the other way
+# (kernel or scale); `_is_weight_kernel` decides by the module it belongs to.
+_LEAF_TO_TORCH = {
+    (PARAMS, "kernel"): "weight",
+    (PARAMS, "scale"): "weight",
+    (PARAMS, "bias"): "bias",
+    (STATS, "mean"): "running_mean",
+    (STATS, "var"): "running_var",
+}
+_TORCH_STATS = {"running_mean": "mean", "running_var": "var"}
+# Module names that appear unchanged on both sides inside a backbone block or the stem.
+_PLAIN_MODULES = {"conv1", "conv2", "conv3", "bn1", "bn2", "bn3", "IN", "BN"}
+_LAYER = re.compile(r"layer(\d+)_(\d+)$")
+_CONV = re.compile(r"conv\d+$|downsample_conv$|classifier$")
+
+NECK_BIAS = "heads.bottleneck.0.bias"
+
+
+def _is_weight_kernel(module: str) -> bool:
+  return bool(_CONV.match(module))
+
+
+def _backbone_modules_to_torch(modules: tuple[str, ...]) -> list[str] | None:
+  out = []
+  for module in modules:
+    layer = _LAYER.match(module)
+    if layer:
+      out += [f"layer{layer[1]}", layer[2]]
+    elif module == "downsample_conv":
+      out += ["downsample", "0"]
+    elif module == "downsample_bn":
+      out += ["downsample", "1"]
+    elif module in _PLAIN_MODULES:
+      out.append(module)
+    else:
+      return None
+  return out
+
+
+def torch_name(key: Key) -> str | None:
+  """The canonical torch name of a jreid variable, or None where there is none."""
+  collection, path = key
+  if key == (PARAMS, ("pooling", "p")):
+    return "heads.pool_layer.p"
+  if len(path) < 2 or (collection, path[-1]) not in _LEAF_TO_TORCH:
+    return None
+  leaf = _LEAF_TO_TORCH[(collection, path[-1])]
+  root, modules = path[0], path[1:-1]
+  if root == "backbone" and modules:
+    torch_modules = _backbone_modules_to_torch(modules)
+    return None if torch_modules is None else ".".join(torch_modules + [leaf])
+  if root == "head" and modules == ("neck",):
+    return f"heads.bottleneck.0.{leaf}"
+  if root == "head" and modules == ("classifier",) and path[-1] == "kernel":
+    return "heads.weight"
+  return None
+
+
+def jreid_key(name: str) -> Key | None:
+  """The jreid variable a canonical torch name maps to, or None where there is none."""
+  if name in ("heads.weight", "heads.classifier.weight"):
+    return PARAMS, ("head", "classifier", "kernel")
+  if name == "heads.pool_layer.p":
+    return PARAMS, ("pooling", "p")
+  parts = name.split(".")
+  leaf = parts[-1]
+  if name.startswith("heads.bottleneck.0.") and len(parts) == 4:
+    modules = ["head", "neck"]
+  elif not name.startswith("heads."):
+    modules = ["backbone"]
+    tokens = parts[:-1]
+    while tokens:
+      token = tokens.pop(0)
+      if re.fullmatch(r"layer\d+", token) and tokens and tokens[0].isdigit():
+        modules.append(f"{token}_{tokens.pop(0)}")
+      elif token == "downsample" and tokens and tokens[0] in ("0", "1"):
+        modules.append("downsample_conv" if tokens.pop(0) == "0" else "downsample_bn")
+      elif token in _PLAIN_MODULES:
+        modules.append(token)
+      else:
+        return None
+    if len(modules) == 1:
+      return None
+  else:
+    return None
+  if leaf in _TORCH_STATS:
+    return STATS, tuple(modules + [_TORCH_STATS[leaf]])
+  if leaf == "weight":
+    return PARAMS, tuple(modules + ["kernel" if _is_weight_kernel(modules[-1]) else "scale"])
+  if leaf == "bias":
+    return PARAMS, tuple(modules + ["bias"])
+  return None
+
+
+def to_torch_layout(path: tuple[str, ...], value) -> np.ndarray:
+  """jreid array -> torch array: conv kernels HWIO -> OIHW, dense kernels (C, K) -> (K, C)."""
+  value = np.asarray(value)
+  if path[-1] == "kernel" and value.ndim == 4:
+    value = value.transpose(3, 2, 0, 1)
+  elif path[-1] == "kernel" and value.ndim == 2:
+    value = value.T
+  return np.ascontiguousarray(value)
+
+
+def from_torch_layout(path: tuple[str, ...], value) -> np.ndarray:
+  """torch array -> jreid array; the inverse of `to_torch_layout`."""
+  value = np.asarray(value)
+  if path[-1] == "kernel" and value.ndim == 4:
+    value = value.transpose(2, 3, 1, 0)
+  elif path[-1] == "kernel" and value.ndim == 2:
+    value = value.T
+  return np.ascontiguousarray(value)
+
+
+def flatten(variables: Mapping) -> dict[Key, object]:
+  """{(collection, path): leaf} for the `params` and `batch_stats` collections of a variables dict."""
+  flat = {}
+
+  def walk(collection, prefix, node):
+    for name, child in node.items():
+      if isinstance(child, Mapping):
+        walk(collection, prefix + (name,), child)
+      else:
+        flat[(collection, prefix + (name,))] = child
+
+  for collection in COLLECTIONS:
+    walk(collection, (), variables.get(collection, {}) or {})
+  return flat
+
+
+def unflatten(flat: Mapping[Key, object]) -> dict:
+  """The inverse of `flatten`: nested plain dicts per collection."""
+  tree: dict = {}
+  for (collection, path), leaf in flat.items():
+    node = tree.setdefault(collection, {})
+    for name in path[:-1]:
+      node = node.setdefault(name, {})
+    node[path[-1]] = leaf
+  return tree
+
+
+def to_state_dict(variables: Mapping, layout: str = "fastreid") -> tuple[dict[str, np.ndarray], list[str]]:
+  """A torch state dict (numpy arrays in torch layout) and the jreid paths that have no torch name.
+
+  In the "fastreid" layout a neck without a bias (BoT's frozen zero bias, which
+  jreid expresses as no parameter) is written as zeros, because FastReID's
+  BatchNorm always has one and would otherwise refuse a strict load.
+  """
+  if layout not in LAYOUTS:
+    raise ValueError(f"layout={layout!r}; choose one of {LAYOUTS}")
+  state, skipped = {}, []
+  for key, value in flatten(variables).items():
+    name = torch_name(key)
+    if name is None or (layout == "torchvision" and name.startswith("heads.")):
+      skipped.append("/".join((key[0],) + key[1]))
+      continue
+    if layout == "fastreid" and not name.startswith("heads."):
+      name = "backbone." + name
+    state[name] = to_torch_layout(key[1], value)
+  scale = state.get("heads.bottleneck.0.weight")
+  if scale is not None and NECK_BIAS not in state:
+    state[NECK_BIAS] = np.zeros_like(scale)
+  return state, skipped

@@ -1,0 +1,42 @@
+"""CUHK01 (Li, Zhao and Wang, ACCV 2012).
+
+    <root>/campus/NNNNIII.png   3,884 images: 971 persons x 4 (person NNNN, image III)
+
+Two disjoint campus cameras; images 001-002 of a person come from camera A
+and 003-004 from camera B, so the camera is (III - 1) // 2, 0-based.
+Protocol (as torchreid and the DG/lifelong benchmarks use it): 485 persons
+for training and 486 for testing, query = the two camera-A images and gallery
+= the two camera-B images of each test person. Ten random splits; the split
+is a fixed function of its index (`layout.draw`), split 0 by default.
+"""
+from __future__ import annotations
+
+import pathlib
+import re
+
+from jreid.data.datasets import layout
+from jreid.data.records import Record, Split
+from jreid.errors import DatasetLayoutError
+
+NUM_SPLITS = 10
+NUM_IDS, TRAIN_IDS = 971, 485
+NAME_PATTERN = re.compile(r"^(\d{4})(\d{3})\.png$", re.IGNORECASE)
+EXPECTED_LAYOUT = "expected cuhk01/campus/ holding images named like 0001001.png (person, image 1-4)"
+
+
+def load(root: str | pathlib.Path, *, split: int = 0, domain: int = 0) -> Split:
+  if not 0 <= split < NUM_SPLITS:
+    raise ValueError(f"CUHK01 has splits 0..{NUM_SPLITS - 1}, got {split}")
+  records = []
+  for path in layout.images(pathlib.Path(root).expanduser() / "campus", EXPECTED_LAYOUT):
+    match = NAME_PATTERN.match(path.name)
+    if match is None:
+      raise DatasetLayoutError(f"unexpected file name {path}: {EXPECTED_LAYOUT}")
+    records.append(Record(str(path), int(match.group(1)), (int(match.group(2)) - 1) // 2, domain))
+  pids = sorted({r.pid for r in records})
+  # The real set splits 485/486; smaller copies (tests) split in half.
+  num_train = TRAIN_IDS if len(pids) == NUM_IDS else len(pids) // 2
+  train_ids = set(layout.draw(pids, num_train, split, salt=0xC01))
+  return Split(train=[r for r in records if r.pid in train_ids],
+               query=[r for r in records if r.pid not in train_ids and r.camid == 0],
+               gallery=[r for r in records if r.pid not in train_ids and r.camid == 1])

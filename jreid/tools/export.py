@@ -1,0 +1,40 @@
+"""Writes a jreid checkpoint as PyTorch weights (torchvision/FastReID names).
+
+    python -m jreid.tools.export --checkpoint WORKDIR --out model.pth
+    python -m jreid.tools.export --checkpoint WORKDIR/checkpoints --out model.safetensors \\
+        --layout torchvision --step 1000
+
+The "fastreid" layout (default) writes `backbone.*` and `heads.*` as a FastReID
+`Baseline` holds them; "torchvision" writes the bare backbone (load it into a
+torchvision ResNet with `strict=False`, which then keeps its own `fc`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jreid.convert import export, torch_names
+from jreid.errors import ReIDError
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--checkpoint", required=True, help="a jreid workdir or its checkpoints/ folder")
+  parser.add_argument("--out", required=True, help="output file: .pth / .pt (PyTorch) or .safetensors")
+  parser.add_argument("--layout", default="fastreid", choices=torch_names.LAYOUTS)
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+  args = parser.parse_args(argv)
+  try:
+    result = export.export_checkpoint(args.checkpoint, args.out, layout=args.layout, step=args.step)
+  except ReIDError as err:
+    print(f"jreid.tools.export: error: {err}", file=sys.stderr, flush=True)
+    return 1
+  print(f"wrote {len(result.names)} tensors from {result.source} to {result.out} ({args.layout} layout)")
+  if result.skipped:
+    more = f" (+{len(result.skipped) - 5} more)" if len(result.skipped) > 5 else ""
+    print(f"not exported (no PyTorch name): {', '.join(result.skipped[:5])}{more}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
