@@ -56,7 +56,8 @@ def test_cuhk03np(fake_tree, name, boxes, n_train):
     fake_tree.images(f"{base}/bounding_box_train",
                      [f"{p:04d}_c{p % 2 + 1}_{k}.png" for p, k in zip((1, 1, 2, 2), range(count))])
     fake_tree.images(f"{base}/query", ["0050_c1_1.png", "0050_c2_1.png"])
-    fake_tree.images(f"{base}/bounding_box_test", ["0050_c1_2.png", "0050_c2_3.png", "0051_c2_1.png"])
+    fake_tree.images(f"{base}/bounding_box_test",
+                     ["0050_c1_2.png", "0050_c2_3.png", "0051_c2_1.png"])
   split = datasets.get(name, fake_tree.root)
   assert len(split.train) == n_train and all(boxes in r.path for r in split.train)
   assert cams(split.train) == {0, 1} and cams(split.query) == {0, 1}
@@ -105,6 +106,11 @@ def test_msmt17_v2_folders(fake_tree):
   write_msmt17(fake_tree, "MSMT17_V2", "mask_train_v2", "mask_test_v2")
   split = datasets.get("msmt17", fake_tree.root)
   assert all("/mask_train_v2/" in r.path for r in split.train) and len(split.gallery) == 3
+
+
+def test_msmt17_torchreid_nesting(fake_tree):
+  write_msmt17(fake_tree, "msmt17/MSMT17_V1")
+  assert len(datasets.get("msmt17", fake_tree.root).query) == 2
 
 
 def test_msmt17_malformed_list(fake_tree):
@@ -202,8 +208,9 @@ def test_viper_unpaired(fake_tree):
 def test_grid(fake_tree):
   from scipy.io import savemat
   base = "underground_reid"
-  fake_tree.images(f"{base}/probe", [f"{p:04d}_{p}_25004_107_32_106_221.jpeg" for p in (1, 2, 3, 4)])
-  fake_tree.images(f"{base}/gallery", [f"{p:04d}_{9 - p}_25004_107_32_106_221.jpeg" for p in (1, 2, 3, 4)]
+  ids = (1, 2, 3, 4)
+  fake_tree.images(f"{base}/probe", [f"{p:04d}_{p}_25004_107_32_106_221.jpeg" for p in ids])
+  fake_tree.images(f"{base}/gallery", [f"{p:04d}_{9 - p}_25004_107_32_106_221.jpeg" for p in ids]
                    + ["0000_8_1_1_1_1_1.jpeg", "0000_5_2_1_1_1_1.jpeg"])  # distractors
   # One MATLAB struct per split; the third field holds the training ids.
   splits = np.empty((1, 10), dtype=object)
@@ -240,7 +247,8 @@ def test_prid_single_shot(fake_tree):
 
 
 def test_cuhk01(fake_tree):
-  fake_tree.images("cuhk01/campus", [f"{p:04d}{k:03d}.png" for p in range(1, 7) for k in range(1, 5)])
+  fake_tree.images("cuhk01/campus",
+                   [f"{p:04d}{k:03d}.png" for p in range(1, 7) for k in range(1, 5)])
   split = datasets.get("cuhk01", fake_tree.root)
   assert len(split.train) == 12 and len(pids(split.train)) == 3 and cams(split.train) == {0, 1}
   assert len(split.query) == 6 and all(r.path.endswith(("001.png", "002.png")) for r in split.query)
@@ -252,7 +260,8 @@ def test_cuhk02(fake_tree):
   for pair in ("P1", "P2", "P3", "P4", "P5"):
     for cam in ("cam1", "cam2"):
       # Person numbers restart in every pair.
-      fake_tree.images(f"cuhk02/Dataset/{pair}/{cam}", [f"{p:03d}_{k}.png" for p in (1, 2) for k in (1, 2)])
+      fake_tree.images(f"cuhk02/Dataset/{pair}/{cam}",
+                       [f"{p:03d}_{k}.png" for p in (1, 2) for k in (1, 2)])
   split = datasets.get("cuhk02", fake_tree.root)
   assert len(split.train) == 4 * 2 * 4 and pids(split.train) == set(range(8))
   assert cams(split.train) == set(range(8))
@@ -274,7 +283,7 @@ def test_ilids(fake_tree):
   fake_tree.images("ilids/i-LIDS_Pedestrian/Persons",
                    [f"{p:04d}{k:03d}.jpg" for p, n in counts.items() for k in range(1, n + 1)])
   split = datasets.get("ilids", fake_tree.root)
-  assert len(pids(split.train)) == 3
+  assert len(pids(split.train)) == 3 and len(split.query) == 3
   assert len(split.train) == sum(counts[p] for p in pids(split.train))
   test = set(counts) - pids(split.train)
   assert sorted(r.pid for r in split.query) == sorted(test) == sorted(r.pid for r in split.gallery)
@@ -319,3 +328,13 @@ def test_misnamed_file(fake_tree, name, folder, bad):
   with pytest.raises(DatasetLayoutError, match="unexpected file name") as err:
     datasets.get(name, fake_tree.root)
   assert expected_layout(name) in str(err.value)
+
+
+def test_protocol_options_are_checked(tmp_path):
+  from jreid.data.datasets import cuhk03np, grid, vehicleid, viper
+  from jreid.errors import ConfigError
+  for call in (lambda: viper.load(tmp_path, split=20), lambda: grid.load(tmp_path, split=10),
+               lambda: vehicleid.load(tmp_path, test_size=1000),
+               lambda: cuhk03np.load(tmp_path, boxes="both")):
+    with pytest.raises(ConfigError):
+      call()

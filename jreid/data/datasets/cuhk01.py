@@ -16,27 +16,27 @@ import re
 
 from jreid.data.datasets import layout
 from jreid.data.records import Record, Split
-from jreid.errors import DatasetLayoutError
+from jreid.errors import ConfigError, DatasetLayoutError
 
 NUM_SPLITS = 10
-NUM_IDS, TRAIN_IDS = 971, 485
 NAME_PATTERN = re.compile(r"^(\d{4})(\d{3})\.png$", re.IGNORECASE)
-EXPECTED_LAYOUT = "expected cuhk01/campus/ holding images named like 0001001.png (person, image 1-4)"
+EXPECTED_LAYOUT = (
+    "expected cuhk01/campus/ holding images named like 0001001.png (person, image 1-4)")
 
 
 def load(root: str | pathlib.Path, *, split: int = 0, domain: int = 0) -> Split:
   if not 0 <= split < NUM_SPLITS:
-    raise ValueError(f"CUHK01 has splits 0..{NUM_SPLITS - 1}, got {split}")
+    raise ConfigError(f"CUHK01 has splits 0..{NUM_SPLITS - 1}, got {split}")
   records = []
   for path in layout.images(pathlib.Path(root).expanduser() / "campus", EXPECTED_LAYOUT):
     match = NAME_PATTERN.match(path.name)
     if match is None:
       raise DatasetLayoutError(f"unexpected file name {path}: {EXPECTED_LAYOUT}")
-    records.append(Record(str(path), int(match.group(1)), (int(match.group(2)) - 1) // 2, domain))
+    camid = (int(match.group(2)) - 1) // 2  # images 1-2: camera A, 3-4: camera B
+    records.append(Record(str(path), int(match.group(1)), camid, domain))
   pids = sorted({r.pid for r in records})
-  # The real set splits 485/486; smaller copies (tests) split in half.
-  num_train = TRAIN_IDS if len(pids) == NUM_IDS else len(pids) // 2
-  train_ids = set(layout.draw(pids, num_train, split, salt=0xC01))
+  # 971 // 2 = 485 train persons, the standard 485/486 split.
+  train_ids = set(layout.draw(pids, len(pids) // 2, split, salt=0xC01))
   return Split(train=[r for r in records if r.pid in train_ids],
                query=[r for r in records if r.pid not in train_ids and r.camid == 0],
                gallery=[r for r in records if r.pid not in train_ids and r.camid == 1])

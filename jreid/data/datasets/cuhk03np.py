@@ -21,6 +21,7 @@ import pathlib
 
 from jreid.data.datasets import layout
 from jreid.data.records import Split
+from jreid.errors import ConfigError
 
 EXPECTED_LAYOUT = (
     "expected cuhk03-np/labeled/ and cuhk03-np/detected/, each with bounding_box_train/, "
@@ -29,7 +30,7 @@ EXPECTED_LAYOUT = (
 
 def load(root: str | pathlib.Path, *, boxes: str = "labeled", domain: int = 0) -> Split:
   if boxes not in ("labeled", "detected"):
-    raise ValueError(f"boxes must be 'labeled' or 'detected', got {boxes!r}")
+    raise ConfigError(f"boxes must be 'labeled' or 'detected', got {boxes!r}")
   root = pathlib.Path(root).expanduser()
   layout.require_dir(root, EXPECTED_LAYOUT)
   return layout.market_style(root / boxes, EXPECTED_LAYOUT, domain=domain)

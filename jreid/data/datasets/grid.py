@@ -11,7 +11,7 @@ file put 125 ids in training (their probe and gallery images); the other
 with all 775 distractors (id 0, kept in the gallery as Market-1501's
 distractors are). Split 0 is the default. ``trainIdxAll`` holds one MATLAB
 struct per split whose third field is the row of training ids, which is
-where this reader (and every other GRID reader) looks.
+where this reader looks (torchreid's does the same).
 
 Reading the .mat file needs scipy; it is imported only here, and a missing
 scipy is reported with what to install.
@@ -24,7 +24,7 @@ import numpy as np
 
 from jreid.data.datasets import layout
 from jreid.data.records import Record, Split
-from jreid.errors import DatasetLayoutError
+from jreid.errors import ConfigError, DatasetLayoutError
 
 NUM_SPLITS = 10
 SPLIT_FILE = "features_and_partitions.mat"
@@ -62,7 +62,7 @@ def read(folder: pathlib.Path, domain: int) -> list[Record]:
 
 def load(root: str | pathlib.Path, *, split: int = 0, domain: int = 0) -> Split:
   if not 0 <= split < NUM_SPLITS:
-    raise ValueError(f"GRID has splits 0..{NUM_SPLITS - 1}, got {split}")
+    raise ConfigError(f"GRID has splits 0..{NUM_SPLITS - 1}, got {split}")
   root = layout.require_dir(pathlib.Path(root).expanduser(), EXPECTED_LAYOUT)
   probe, gallery = read(root / "probe", domain), read(root / "gallery", domain)
   train = train_ids(root / SPLIT_FILE, split)

@@ -25,7 +25,7 @@ import numpy as np
 
 from jreid.data.datasets import layout
 from jreid.data.records import Record, Split
-from jreid.errors import DatasetLayoutError
+from jreid.errors import ConfigError, DatasetLayoutError
 
 NUM_SPLITS = 10
 SALT = 0x11D5
@@ -37,9 +37,10 @@ EXPECTED_LAYOUT = (
 
 def load(root: str | pathlib.Path, *, split: int = 0, domain: int = 0) -> Split:
   if not 0 <= split < NUM_SPLITS:
-    raise ValueError(f"iLIDS has splits 0..{NUM_SPLITS - 1}, got {split}")
+    raise ConfigError(f"iLIDS has splits 0..{NUM_SPLITS - 1}, got {split}")
   root = pathlib.Path(root).expanduser()
-  folder = root / "Persons" if (root / "Persons").is_dir() else root / "i-LIDS_Pedestrian" / "Persons"
+  folder = layout.first_existing([root / "i-LIDS_Pedestrian" / "Persons", root / "Persons"],
+                                 EXPECTED_LAYOUT)
   by_person = collections.defaultdict(list)
   for path in layout.images(folder, EXPECTED_LAYOUT):
     match = NAME_PATTERN.match(path.name)
@@ -57,7 +58,8 @@ def load(root: str | pathlib.Path, *, split: int = 0, domain: int = 0) -> Split:
     elif len(records) == 1:
       gallery += records
     else:
-      first, second = np.random.default_rng([SALT, split, pid]).choice(len(records), 2, replace=False)
+      rng = np.random.default_rng([SALT, split, pid])
+      first, second = rng.choice(len(records), 2, replace=False)
       query.append(records[first])
       gallery.append(records[second])
   return Split(train, query, gallery)

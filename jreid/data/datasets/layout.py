@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from jreid.data.records import Record, Split
-from jreid.errors import DatasetLayoutError
+from jreid.errors import ConfigError, DatasetLayoutError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # `PPPP_cC...`: the prefix shared by Market, DukeMTMC-reID, CUHK03-NP, PersonX and VeRi names.
@@ -63,7 +63,8 @@ def read_rows(path: pathlib.Path, expected: str, *, columns: int,
       continue
     fields = [f.strip() for f in line.strip().split(sep)]
     if len(fields) < columns:
-      raise DatasetLayoutError(f"{path}:{number}: expected {columns} fields in {line!r}: {expected}")
+      raise DatasetLayoutError(
+          f"{path}:{number}: expected {columns} fields in {line!r}: {expected}")
     rows.append(fields)
   if not rows:
     raise DatasetLayoutError(f"empty list file {path}: {expected}")
@@ -90,8 +91,8 @@ def draw(ids: Sequence[int], count: int, split: int, salt: int) -> list[int]:
   draws them as a fixed function of the split index: split k is the same
   everywhere, but it is not the split k of another codebase.
   """
-  if not 0 <= split:
-    raise ValueError(f"split index must be >= 0, got {split}")
+  if split < 0:
+    raise ConfigError(f"split index must be >= 0, got {split}")
   rng = np.random.default_rng([salt, split])
   chosen = rng.choice(len(ids), size=count, replace=False)
   return sorted(ids[i] for i in chosen)

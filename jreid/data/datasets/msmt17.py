@@ -19,7 +19,8 @@ never meet: train is relabelled, test is only matched against test). Names are
 stored 0-based. The official protocol trains on list_train only; registered
 ``msmt17_trainval`` merges list_val in (the FastReID default). Whichever of
 MSMT17_V2 and MSMT17_V1 exists under the root is used (V2 first, as FastReID
-does); the root may also be the version folder itself.
+does), also one level down in MSMT17/ or msmt17/ (torchreid's habit); the root
+may also be the version folder itself.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ EXPECTED_LAYOUT = (
 
 def _version_folder(root: pathlib.Path) -> tuple[pathlib.Path, str, str]:
   for name, (train, test) in VERSIONS.items():
-    for folder in (root / name, root):
+    for folder in (root / name, root / "MSMT17" / name, root / "msmt17" / name, root):
       if folder.name == name and folder.is_dir():
         return folder, train, test
   raise DatasetLayoutError(f"no MSMT17_V1/ or MSMT17_V2/ in {root}: {EXPECTED_LAYOUT}")

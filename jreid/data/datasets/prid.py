@@ -20,7 +20,7 @@ import re
 
 from jreid.data.datasets import layout
 from jreid.data.records import Record, Split
-from jreid.errors import DatasetLayoutError
+from jreid.errors import ConfigError, DatasetLayoutError
 
 NUM_SPLITS = 10
 SHARED = 200  # persons 1..200 are seen by both cameras
@@ -42,13 +42,15 @@ def read(folder: pathlib.Path) -> dict[int, pathlib.Path]:
 
 def load(root: str | pathlib.Path, *, split: int = 0, domain: int = 0) -> Split:
   if not 0 <= split < NUM_SPLITS:
-    raise ValueError(f"PRID2011 has splits 0..{NUM_SPLITS - 1}, got {split}")
+    raise ConfigError(f"PRID2011 has splits 0..{NUM_SPLITS - 1}, got {split}")
   root = pathlib.Path(root).expanduser()
-  folder = root / "single_shot" if (root / "single_shot").is_dir() else root / "prid_2011" / "single_shot"
+  folder = layout.first_existing([root / "single_shot", root / "prid_2011" / "single_shot"],
+                                 EXPECTED_LAYOUT)
   cam_a, cam_b = read(folder / "cam_a"), read(folder / "cam_b")
   shared = sorted(p for p in cam_a if p <= SHARED and p in cam_b)
   if len(shared) < 2:
-    raise DatasetLayoutError(f"fewer than two persons 0001-0200 in both cameras: {EXPECTED_LAYOUT}")
+    raise DatasetLayoutError(
+        f"fewer than two persons 0001-0200 in both cameras: {EXPECTED_LAYOUT}")
   train_ids = set(layout.draw(shared, len(shared) // 2, split, salt=0x9121))
   train, query, gallery = [], [], []
   for pid in shared:

@@ -25,6 +25,7 @@ import numpy as np
 
 from jreid.data.datasets import layout
 from jreid.data.records import Record, Split
+from jreid.errors import ConfigError
 
 TEST_SIZES = (800, 1600, 2400)
 EXPECTED_LAYOUT = (
@@ -43,7 +44,7 @@ def read_list(root: pathlib.Path, name: str) -> list[tuple[str, int]]:
 def load(root: str | pathlib.Path, *, test_size: int = 800, split: int = 0,
          domain: int = 0) -> Split:
   if test_size not in TEST_SIZES:
-    raise ValueError(f"VehicleID test sizes are {TEST_SIZES}, got {test_size}")
+    raise ConfigError(f"VehicleID test sizes are {TEST_SIZES}, got {test_size}")
   root = pathlib.Path(root).expanduser()
   layout.require_dir(root / "image", EXPECTED_LAYOUT)
   train = [Record(path, vid, 0, domain) for path, vid in read_list(root, "train_list.txt")]

@@ -25,7 +25,7 @@ import pathlib
 
 from jreid.data.datasets import layout
 from jreid.data.records import Record, Split
-from jreid.errors import DatasetLayoutError
+from jreid.errors import ConfigError, DatasetLayoutError
 
 TEST_SIZES = (3000, 5000, 10000)
 EXPECTED_LAYOUT = (
@@ -68,7 +68,7 @@ def read_list(root: pathlib.Path, name: str, camera_of: dict[str, int],
 
 def load(root: str | pathlib.Path, *, test_size: int = 3000, domain: int = 0) -> Split:
   if test_size not in TEST_SIZES:
-    raise ValueError(f"VERI-Wild test sizes are {TEST_SIZES}, got {test_size}")
+    raise ConfigError(f"VERI-Wild test sizes are {TEST_SIZES}, got {test_size}")
   root = pathlib.Path(root).expanduser()
   layout.require_dir(root / "images", EXPECTED_LAYOUT)
   camera_of = cameras(root / "train_test_split" / "vehicle_info.txt")

@@ -21,10 +21,9 @@ import pathlib
 
 from jreid.data.datasets import layout
 from jreid.data.records import Record, Split
-from jreid.errors import DatasetLayoutError
+from jreid.errors import ConfigError, DatasetLayoutError
 
 NUM_SPLITS = 20
-TRAIN_IDS = 316
 EXPECTED_LAYOUT = (
     "expected viper/cam_a/ and viper/cam_b/ (or viper/VIPeR/cam_a, cam_b) holding the "
     "632 + 632 images, e.g. cam_a/000_45.bmp and cam_b/000_90.bmp")
@@ -32,7 +31,7 @@ EXPECTED_LAYOUT = (
 
 def load(root: str | pathlib.Path, *, split: int = 0, domain: int = 0) -> Split:
   if not 0 <= split < NUM_SPLITS:
-    raise ValueError(f"VIPeR has splits 0..{NUM_SPLITS - 1}, got {split}")
+    raise ConfigError(f"VIPeR has splits 0..{NUM_SPLITS - 1}, got {split}")
   root = pathlib.Path(root).expanduser()
   folder = root if (root / "cam_a").is_dir() else root / "VIPeR"
   cam_a = layout.images(folder / "cam_a", EXPECTED_LAYOUT)
@@ -42,9 +41,8 @@ def load(root: str | pathlib.Path, *, split: int = 0, domain: int = 0) -> Split:
                              f"are matched by sorted position: {EXPECTED_LAYOUT}")
   if len(cam_a) < 2:
     raise DatasetLayoutError(f"too few VIPeR pairs in {folder}: {EXPECTED_LAYOUT}")
-  # The real set has 632 pairs; smaller copies (tests) keep the half/half ratio.
-  num_train = TRAIN_IDS if len(cam_a) == 2 * TRAIN_IDS else len(cam_a) // 2
-  train_ids = set(layout.draw(list(range(len(cam_a))), num_train, split, salt=0x5197))
+  # Half the pairs train: 316 of the real 632 (smaller copies keep the ratio).
+  train_ids = set(layout.draw(list(range(len(cam_a))), len(cam_a) // 2, split, salt=0x5197))
   train, query, gallery = [], [], []
   for pid, (a, b) in enumerate(zip(cam_a, cam_b)):
     if pid in train_ids:
