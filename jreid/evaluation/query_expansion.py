@@ -26,7 +26,7 @@ def query_expansion(qf, gf, top_m: int, chunk_size: int = 1024) -> np.ndarray:
   re-normalised mean of the query and its m best matches, each counted once.
   ``top_m=0`` returns the normalised queries.
   """
-  return _expand(qf, gf, num=top_m, alpha=0.0, include_self=True, chunk_size=chunk_size)
+  return _expand(qf, gf, num=top_m, alpha=0.0, chunk_size=chunk_size)
 
 
 def alpha_query_expansion(qf, gf, k: int = 5, alpha: float = 3.0,
@@ -43,11 +43,11 @@ def alpha_query_expansion(qf, gf, k: int = 5, alpha: float = 3.0,
   """
   if k < 1:
     raise ValueError(f"k counts the query itself and must be >= 1, got {k}")
-  return _expand(qf, gf, num=k - 1, alpha=float(alpha), include_self=True,
-                 chunk_size=chunk_size)
+  return _expand(qf, gf, num=k - 1, alpha=float(alpha), chunk_size=chunk_size)
 
 
-def _expand(qf, gf, num: int, alpha: float, include_self: bool, chunk_size: int):
+def _expand(qf, gf, num: int, alpha: float, chunk_size: int):
+  """normalise(q + sum over the top ``num`` gallery items of w * g); w = 1 if alpha == 0."""
   qf = jnp.asarray(qf, jnp.float32)
   gf = jnp.asarray(gf, jnp.float32)
   if qf.ndim != 2 or gf.ndim != 2 or qf.shape[1] != gf.shape[1]:
@@ -81,6 +81,7 @@ def _expand_block(qf, start, gallery, num: int, alpha: float, chunk: int):
     return q
   sims = jnp.matmul(q, gallery.T, precision=jax.lax.Precision.HIGHEST)
   top_sims, top_idx = jax.lax.top_k(sims, num)  # ties: lower gallery index first
+  # alpha == 0 is plain QE: weight 1 whatever the sign (as max(cos, 0)**0 is too).
   weights = jnp.ones_like(top_sims) if alpha == 0 else jnp.maximum(top_sims, 0.0) ** alpha
   expanded = q + jnp.einsum("qk,qkd->qd", weights, gallery[top_idx],
                             precision=jax.lax.Precision.HIGHEST)

@@ -14,7 +14,7 @@ point, so here:
 * Of each row's ranking only the first ``max(k1 + 1, k2)`` neighbours are
   used, so a per-chunk ``jax.lax.top_k`` replaces the argsort. Ties go to the
   lower index (top_k's rule), which the published argsort leaves undefined.
-* V has at most ``(k1+1) * (round(k1/2)+1)`` nonzeros a row (~40 in
+* V has at most ``(k1+1) * (round(k1/2)+2)`` nonzeros a row (tens in
   practice): it is kept as CSR arrays. The k-reciprocal sets, the 2/3
   expansion rule and the weights are computed for all rows at once on small
   (rows, k1+1, k1/2+1, k1+1) tensors.
@@ -114,25 +114,35 @@ class _Blocks:
     return out
 
   def row_chunks(self, size: int):
-    """(start, stop, padded (size, n) block of raw rows ``D[:, start:stop].T``)."""
+    """(start, stop, left, right): raw rows ``D[:, start:stop].T`` in two parts.
+
+    ``left`` holds the query columns of those rows, ``right`` the gallery
+    columns, each as a (part, size) slab of D's columns (transposed on the
+    device, where XLA's tiled transpose is much faster than numpy's strided
+    copy) or, for the query-gallery block of query rows, directly as rows.
+    Chunks never straddle queries and gallery; the last of each is padded
+    with zero columns/rows to ``size`` so one program serves all chunks.
+    """
     nq = self.num_q
-    for start in range(0, self.n, size):
-      stop = min(start + size, self.n)
-      rows = np.zeros((size, self.n), np.float32)
-      q_stop = min(stop, nq)
-      if start < nq:  # query rows: D[:, i] = [q_q[:, i]; q_g[i, :]]
-        rows[:q_stop - start, :nq] = self.q_q[:, start:q_stop].T
-        rows[:q_stop - start, nq:] = self.q_g[start:q_stop]
-      g_start = max(start, nq)
-      if g_start < stop:  # gallery rows: D[:, nq+g] = [q_g[:, g]; g_g[:, g]]
-        sl = slice(g_start - nq, stop - nq)
-        rows[g_start - start:stop - start, :nq] = self.q_g[:, sl].T
-        rows[g_start - start:stop - start, nq:] = self.g_g[:, sl].T
-      yield start, stop, rows
+    for lo, hi in ((0, nq), (nq, self.n)):
+      for start in range(lo, hi, size):
+        stop = min(start + size, hi)
+        pad = size - (stop - start)
+        if lo == 0:  # query rows: D[:, i] = [q_q[:, i]; q_g[i, :]]
+          left, right = self.q_q[:, start:stop], self.q_g[start:stop]
+          right_pad = ((0, pad), (0, 0))
+        else:  # gallery rows: D[:, nq+g] = [q_g[:, g]; g_g[:, g]]
+          sl = slice(start - nq, stop - nq)
+          left, right = self.q_g[:, sl], self.g_g[:, sl]
+          right_pad = ((0, 0), (0, pad))
+        if pad:  # (np.pad copies, so only where needed)
+          left, right = np.pad(left, ((0, 0), (0, pad))), np.pad(right, right_pad)
+        yield start, stop, left, right
 
 
-@functools.partial(jax.jit, static_argnames="k")
-def _normalised_top_k(rows: jax.Array, k: int):
+@functools.partial(jax.jit, static_argnames=("k", "right_is_rows"))
+def _normalised_top_k(left: jax.Array, right: jax.Array, k: int, right_is_rows: bool):
+  rows = jnp.concatenate([left.T, right if right_is_rows else right.T], axis=1)
   # Same float32 operations as the published code (square, divide by the
   # max), so the ranked values are bit-identical to its original_dist.
   sq = rows * rows
@@ -142,13 +152,26 @@ def _normalised_top_k(rows: jax.Array, k: int):
 
 
 def nearest_neighbours(blocks: _Blocks, k: int):
-  """First k columns of the published ``initial_rank``, and each row's max."""
+  """First k columns of the published ``initial_rank``, and each row's max.
+
+  The next chunk is dispatched before the previous one's result is copied
+  out, so numpy's slicing overlaps the device's top_k (async dispatch).
+  """
   ranks = np.empty((blocks.n, k), np.int32)
   row_max = np.empty(blocks.n, np.float32)
-  for start, stop, rows in blocks.row_chunks(min(_ROW_CHUNK, blocks.n)):
-    idx, mx = _normalised_top_k(rows, k)
-    ranks[start:stop] = np.asarray(idx)[:stop - start]
-    row_max[start:stop] = np.asarray(mx)[:stop - start]
+  size = min(_ROW_CHUNK, max(blocks.num_q, blocks.num_g))
+
+  def copy_out(start, stop, result):
+    ranks[start:stop] = np.asarray(result[0])[:stop - start]
+    row_max[start:stop] = np.asarray(result[1])[:stop - start]
+
+  pending = None
+  for start, stop, left, right in blocks.row_chunks(size):
+    result = _normalised_top_k(left, right, k, right_is_rows=start < blocks.num_q)
+    if pending is not None:
+      copy_out(*pending)
+    pending = (start, stop, result)
+  copy_out(*pending)
   return ranks, row_max
 
 
@@ -284,11 +307,12 @@ def jaccard_final(blocks: _Blocks, v, row_max, lambda_value: float) -> np.ndarra
   nq, ng, n = blocks.num_q, blocks.num_g, blocks.n
   # Inverted index: for each column, the gallery rows holding it and their values.
   g_lo = indptr[nq]
-  g_rows = np.repeat(np.arange(ng), np.diff(indptr[nq:]))
+  g_rows = np.repeat(np.arange(ng, dtype=np.intp), np.diff(indptr[nq:]))
   by_col = np.argsort(indices[g_lo:], kind="stable")
   inv_rows = g_rows[by_col]
   inv_vals = data[g_lo:][by_col]
   inv_indptr = np.concatenate([[0], np.cumsum(np.bincount(indices[g_lo:], minlength=n))])
+  inv_indptr = inv_indptr.astype(np.intp)
   inv_counts = np.diff(inv_indptr)
 
   q_counts = np.diff(indptr[:nq + 1])
@@ -298,10 +322,17 @@ def jaccard_final(blocks: _Blocks, v, row_max, lambda_value: float) -> np.ndarra
   out = np.empty((nq, ng), np.float32)
   for start, stop in _work_chunks(work, _ENTRY_CHUNK, max_rows):
     lo, hi = indptr[start], indptr[stop]
-    q_of_entry = np.repeat(np.arange(stop - start), q_counts[start:stop])
-    owner, pos = _segments(inv_indptr, indices[lo:hi])
-    mins = np.minimum(data[lo:hi][owner], inv_vals[pos])
-    flat = q_of_entry[owner].astype(np.int64) * ng + inv_rows[pos]
+    cols = indices[lo:hi]
+    # One triple (query, gallery row, min) per (query entry, inverted-index
+    # entry of its column); each array is built by a repeat over the entries.
+    lengths = inv_counts[cols]
+    pos = np.repeat(inv_indptr[cols] - _starts(lengths), lengths)
+    pos += np.arange(pos.size)
+    mins = np.repeat(data[lo:hi], lengths)
+    np.minimum(mins, inv_vals[pos], out=mins)
+    q_offset = np.repeat(np.arange(stop - start, dtype=np.intp) * ng, q_counts[start:stop])
+    flat = np.repeat(q_offset, lengths)
+    flat += inv_rows[pos]
     t = np.bincount(flat, weights=mins, minlength=(stop - start) * ng)
     t = t.reshape(stop - start, ng).astype(np.float32)
     jaccard = 1 - t / (2. - t)

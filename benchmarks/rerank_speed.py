@@ -1,0 +1,114 @@
+"""Speed and peak memory of k-reciprocal re-ranking at Market-1501 scale.
+
+    python benchmarks/rerank_speed.py [--metric euclidean|cosine]
+        [--out benchmarks/results/rerank_speed.json]
+
+Random (seeded) 2048-d features for 3368 queries and 15913 gallery images;
+the three distance blocks come from compute_distance. Each metric runs in a
+fresh subprocess so that its peak RSS (``resource.getrusage``, the kernel's
+high-water mark) is its own. Reported per run: the time of each re-ranking
+phase and in total, the peak RSS of the whole process, the RSS just before
+re-ranking (features, the three blocks: ~1.3 GiB, and the JAX runtime) and
+the peak minus that, i.e. what re-ranking itself added at its worst. The
+published numpy code took 76-90 s and 8.45 GiB here (PERF_NOTES.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from common import write_result  # this script's folder is on sys.path
+
+GIB = 1 << 30
+
+
+def rss_now() -> int | None:
+  """Current resident set size in bytes (Linux /proc), None elsewhere."""
+  try:
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+  except OSError:
+    return None
+
+
+def peak_rss() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
+def worker(args) -> dict:
+  import jax
+  from jreid.evaluation import compute_distance, re_ranking
+
+  rng = np.random.default_rng(args.seed)
+  qf = rng.standard_normal((args.num_query, args.dim), dtype=np.float32)
+  gf = rng.standard_normal((args.num_gallery, args.dim), dtype=np.float32)
+  start = time.perf_counter()
+  q_g = compute_distance(qf, gf, args.metric)
+  q_q = compute_distance(qf, qf, args.metric)
+  g_g = compute_distance(gf, gf, args.metric)
+  distance_s = time.perf_counter() - start
+  del qf, gf
+  before = rss_now()
+  timings = {}
+  start = time.perf_counter()
+  final = re_ranking(q_g, q_q, g_g, k1=args.k1, k2=args.k2, lambda_value=args.lambda_value,
+                     timings=timings)
+  total = time.perf_counter() - start
+  peak = peak_rss()
+  return {
+      "metric": args.metric, "k1": args.k1, "k2": args.k2, "lambda": args.lambda_value,
+      "shapes": {"query": args.num_query, "gallery": args.num_gallery, "dim": args.dim},
+      "distance_blocks_s": distance_s,
+      "rerank_total_s": total,
+      "rerank_phases_s": timings,
+      "peak_rss_gib": peak / GIB,
+      "rss_before_rerank_gib": before / GIB if before is not None else None,
+      "rerank_added_peak_gib": (peak - before) / GIB if before is not None else None,
+      "final_finite": bool(np.isfinite(final).all()),
+      "jax_backend": jax.default_backend(),
+      "cpu_count": os.cpu_count(),
+  }
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", default="benchmarks/results/rerank_speed.json")
+  parser.add_argument("--metric", choices=("euclidean", "cosine", "both"), default="both")
+  parser.add_argument("--num-query", type=int, default=3368)
+  parser.add_argument("--num-gallery", type=int, default=15913)
+  parser.add_argument("--dim", type=int, default=2048)
+  parser.add_argument("--k1", type=int, default=20)
+  parser.add_argument("--k2", type=int, default=6)
+  parser.add_argument("--lambda-value", type=float, default=0.3)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+
+  if args.worker:
+    print(json.dumps(worker(args)))
+    return
+  runs = []
+  for metric in (("euclidean", "cosine") if args.metric == "both" else (args.metric,)):
+    cmd = [sys.executable, __file__, "--worker", "--metric", metric,
+           "--num-query", str(args.num_query), "--num-gallery", str(args.num_gallery),
+           "--dim", str(args.dim), "--k1", str(args.k1), "--k2", str(args.k2),
+           "--lambda-value", str(args.lambda_value), "--seed", str(args.seed)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    run = json.loads(out.strip().splitlines()[-1])
+    phases = ", ".join(f"{k} {v:.2f} s" for k, v in run["rerank_phases_s"].items())
+    print(f"{metric}: re_ranking {run['rerank_total_s']:.2f} s ({phases}); peak RSS "
+          f"{run['peak_rss_gib']:.2f} GiB ({run['rss_before_rerank_gib']:.2f} GiB before, "
+          f"+{run['rerank_added_peak_gib']:.2f} GiB)")
+    runs.append(run)
+  write_result(args.out, {"runs": runs})
+
+
+if __name__ == "__main__":
+  main()
