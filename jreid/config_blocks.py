@@ -58,7 +58,13 @@ def evaluation(**overrides) -> ml_collections.ConfigDict:
       batch_size=128, metric="cosine",
       before_training=False,  # also evaluate the untrained model (logged at step 0)
       every=0,                # evaluate every N steps (0 = only at the end)
-      visualize=False))       # rank lists + distance plot under workdir/visualize/ at the end
+      visualize=False,        # rank lists, distance and ROC plots under workdir/visualize/ at the end
+      query_expansion="",     # "" | "qe" (mean of query + top-m) | "alpha_qe" (cos^alpha weights)
+      qe_top_m=1, aqe_k=5, aqe_alpha=3.0,
+      rerank=False,           # also report k-reciprocal re-ranked numbers ("rerank" in results)
+      rerank_k1=20, rerank_k2=6, rerank_lambda=0.3,
+      roc=False,              # also report TPR at FPR 1e-4/1e-3/1e-2 ("roc" in results)
+      cuhk03_single_shot=False))  # CUHK03's single-shot CMC ("single_shot" in results)
   config.update(overrides)
   return config
 

@@ -10,9 +10,14 @@ import numpy as np
 
 from jreid.data import pipeline
 from jreid.data.records import Record, Split
-from jreid.evaluation.distance import compute_distance
+from jreid.errors import ConfigError
 from jreid.evaluation import visualize
+from jreid.evaluation.distance import compute_distance
 from jreid.evaluation.metrics import evaluate_rank
+from jreid.evaluation.query_expansion import alpha_query_expansion, query_expansion
+from jreid.evaluation.rerank import re_ranking
+from jreid.evaluation.roc import roc, tpr_at_fpr
+from jreid.evaluation.single_shot import evaluate_single_shot
 from jreid.train import sharding
 
 
@@ -40,35 +45,89 @@ class ReportOptions:
   seed: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class PostProcessing:
+  """Optional evaluation steps, from `config.eval` (FastReID's TEST.* switches)."""
+  query_expansion: str = ""          # "" | "qe" | "alpha_qe"
+  qe_top_m: int = 1
+  aqe_k: int = 5
+  aqe_alpha: float = 3.0
+  rerank: bool = False               # also report k-reciprocal re-ranked numbers
+  rerank_k1: int = 20
+  rerank_k2: int = 6
+  rerank_lambda: float = 0.3
+  roc: bool = False                  # also report TPR at FPR 1e-4, 1e-3, 1e-2
+  cuhk03_single_shot: bool = False   # CMC by CUHK03's one-image-per-identity protocol
+
+  @classmethod
+  def from_config(cls, eval_config) -> "PostProcessing":
+    names = [f.name for f in dataclasses.fields(cls)]
+    return cls(**{name: eval_config[name] for name in names if name in eval_config})
+
+
+def _labels(split: Split):
+  return (np.array([r.pid for r in split.query]), np.array([r.pid for r in split.gallery]),
+          np.array([r.camid for r in split.query]), np.array([r.camid for r in split.gallery]))
+
+
+def _percent(metrics: dict) -> dict:
+  cmc = metrics["cmc"]
+  return {"mAP": 100 * metrics["mAP"], "mINP": 100 * metrics["mINP"],
+          "rank1": 100 * cmc[0], "rank5": 100 * cmc[min(4, len(cmc) - 1)],
+          "rank10": 100 * cmc[min(9, len(cmc) - 1)]}
+
+
+def expand_queries(query: np.ndarray, gallery: np.ndarray, post: PostProcessing) -> np.ndarray:
+  if post.query_expansion == "qe":
+    return query_expansion(query, gallery, post.qe_top_m)
+  if post.query_expansion == "alpha_qe":
+    return alpha_query_expansion(query, gallery, post.aqe_k, post.aqe_alpha)
+  if post.query_expansion:
+    raise ConfigError(f"eval.query_expansion={post.query_expansion!r}; use '', 'qe' or 'alpha_qe'")
+  return query
+
+
 def write_report(distances, split: Split, report: ReportOptions) -> None:
-  ids = [np.array([getattr(r, key) for r in records])
-         for key in ("pid", "camid") for records in (split.query, split.gallery)]
-  q_pids, g_pids, q_camids, g_camids = ids
-  visualize.save_rank_lists(distances, split.query, split.gallery, report.out_dir,
+  q_pids, g_pids, q_camids, g_camids = _labels(split)
+  out_dir = pathlib.Path(report.out_dir)
+  visualize.save_rank_lists(distances, split.query, split.gallery, out_dir,
                             num_queries=report.num_queries, topk=report.topk, seed=report.seed)
   visualize.save_distance_distribution(distances, q_pids, g_pids, q_camids, g_camids,
-                                       pathlib.Path(report.out_dir) / "distance_distribution.png")
+                                       out_dir / "distance_distribution.png")
+  fpr, tpr, _ = roc(distances, q_pids, g_pids, q_camids, g_camids)
+  marks = tpr_at_fpr(distances, q_pids, g_pids, q_camids, g_camids)
+  visualize.save_roc_curve(fpr, tpr, out_dir / "roc.png", marks=marks)
 
 
 def evaluate_split(features_fn: Callable, state, split: Split, *, mesh,
                    options: pipeline.ImageOptions, batch_size: int, metric: str,
-                   max_rank: int = 50, report: ReportOptions | None = None) -> dict:
+                   max_rank: int = 50, report: ReportOptions | None = None,
+                   post: PostProcessing = PostProcessing()) -> dict:
   """FastReID's numbers for one dataset, in percent (mAP, rank-1/5/10, mINP).
 
-  With `report`, also writes the rank-list and distance pictures.
+  `post` adds query expansion (applied to every number reported), re-ranked
+  numbers under "rerank", TPR@FPR under "roc" and CUHK03 single-shot CMC under
+  "single_shot". With `report`, also writes the rank-list, distance and ROC pictures.
   """
   extract = lambda records: extract_features(features_fn, state, records, mesh=mesh,
                                              options=options, batch_size=batch_size)
   query, gallery = extract(split.query), extract(split.gallery)
+  query = expand_queries(query, gallery, post)
   distances = compute_distance(query, gallery, metric=metric)
-  metrics = evaluate_rank(distances,
-                          np.array([r.pid for r in split.query]), np.array([r.pid for r in split.gallery]),
-                          np.array([r.camid for r in split.query]),
-                          np.array([r.camid for r in split.gallery]), max_rank=max_rank)
+  labels = _labels(split)
+  metrics = evaluate_rank(distances, *labels, max_rank=max_rank)
+  results = {**_percent(metrics), "num_query": len(split.query), "num_gallery": len(split.gallery),
+             "num_valid_query": int(metrics["num_valid"])}
+  if post.rerank:
+    reranked = re_ranking(distances, compute_distance(query, query, metric=metric),
+                          compute_distance(gallery, gallery, metric=metric),
+                          k1=post.rerank_k1, k2=post.rerank_k2, lambda_value=post.rerank_lambda)
+    results["rerank"] = _percent(evaluate_rank(reranked, *labels, max_rank=max_rank))
+  if post.roc:
+    results["roc"] = {f"tpr@fpr={fpr:g}": 100 * tpr
+                      for fpr, tpr in tpr_at_fpr(distances, *labels).items()}
+  if post.cuhk03_single_shot:
+    results["single_shot"] = _percent(evaluate_single_shot(distances, *labels, max_rank=max_rank))
   if report is not None:
     write_report(distances, split, report)
-  cmc = metrics["cmc"]
-  return {"mAP": 100 * metrics["mAP"], "mINP": 100 * metrics["mINP"],
-          "rank1": 100 * cmc[0], "rank5": 100 * cmc[min(4, len(cmc) - 1)],
-          "rank10": 100 * cmc[min(9, len(cmc) - 1)], "num_query": len(split.query),
-          "num_gallery": len(split.gallery), "num_valid_query": int(metrics["num_valid"])}
+  return results

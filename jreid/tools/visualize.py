@@ -52,7 +52,8 @@ def main(argv=None) -> None:
       numbers = retrieval.evaluate_split(
           features_fn, state, run.data.tests[name], mesh=run.mesh, options=run.options,
           batch_size=config.eval.batch_size, metric=config.eval.metric,
-          report=retrieval.ReportOptions(out_dir, args.num_queries, args.topk, args.seed))
+          report=retrieval.ReportOptions(out_dir, args.num_queries, args.topk, args.seed),
+          post=retrieval.PostProcessing.from_config(config.eval))
       print(f"{name} (step {step}): mAP {numbers['mAP']:.2f} rank-1 {numbers['rank1']:.2f}; "
             f"pictures in {out_dir}")
   except ReIDError as err:

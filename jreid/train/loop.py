@@ -22,7 +22,7 @@ from jreid import methods
 from jreid.data import datasets, pipeline
 from jreid.data.records import Split, relabel
 from jreid.errors import CheckpointMismatchError, NonFiniteLossError
-from jreid.evaluation.retrieval import ReportOptions, evaluate_split
+from jreid.evaluation.retrieval import PostProcessing, ReportOptions, evaluate_split
 from jreid.train import checkpoint, optim, reporting, sharding
 
 
@@ -139,12 +139,14 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
                     out_shardings=(repl, repl), donate_argnums=0)
   features_fn = jax.jit(method.features, in_shardings=(repl, batch_sharding), out_shardings=repl)
 
+  post = PostProcessing.from_config(config.eval)
+
   def evaluate(step: int, pictures: bool = False) -> dict:
     report = lambda name: (ReportOptions(workdir / "visualize" / name)
                            if pictures and is_main else None)
     results = {name: evaluate_split(features_fn, state, split, mesh=mesh, options=options,
                                     batch_size=config.eval.batch_size, metric=config.eval.metric,
-                                    report=report(name))
+                                    report=report(name), post=post)
                for name, split in data.tests.items()}
     for name, numbers in results.items():
       log(f"eval step {step} {name}: mAP {numbers['mAP']:.2f} rank-1 {numbers['rank1']:.2f} "
