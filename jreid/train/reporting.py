@@ -21,10 +21,17 @@ def write_json_atomic(path: str | pathlib.Path, payload) -> None:
       stream.write(text)
       stream.flush()
       os.fsync(stream.fileno())
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone to read
     os.replace(temporary, path)
   except BaseException:
     pathlib.Path(temporary).unlink(missing_ok=True)
     raise
+
+
+def _umask() -> int:
+  current = os.umask(0)
+  os.umask(current)
+  return current
 
 
 def _to_builtin(value):

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -27,3 +28,12 @@ def test_progress_line_and_eta():
   # 60 steps x 10 images left at 20 img/s = 30 s.
   assert line == "step 40/100 | loss 1.5 lr 0.00035 | 20.0 img/s | ETA 0m30s"
   assert reporting.format_duration(3725) == "1h02m05s"
+
+
+def test_json_files_get_the_usual_permissions(tmp_path):
+  previous = os.umask(0o022)
+  try:
+    reporting.write_json_atomic(tmp_path / "results.json", {"a": 1})
+  finally:
+    os.umask(previous)
+  assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o644
