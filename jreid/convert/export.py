@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import tempfile
+import secrets
 from collections.abc import Mapping
 
 import numpy as np
@@ -45,13 +45,14 @@ def checkpoint_variables(checkpoint: str | pathlib.Path, step: int | None = None
 def _write(out: pathlib.Path, state: Mapping[str, np.ndarray], write_to) -> None:
   """Write through a temporary file in the target folder, then rename (never a half file)."""
   out.parent.mkdir(parents=True, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-  os.close(handle)
+  # A fresh name rather than mkstemp: the writers create the file themselves, so
+  # it gets the user's umask instead of mkstemp's owner-only 0600.
+  temporary = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"
   try:
-    write_to(state, temporary)
+    write_to(state, str(temporary))
     os.replace(temporary, out)
   except BaseException:
-    pathlib.Path(temporary).unlink(missing_ok=True)
+    temporary.unlink(missing_ok=True)
     raise
 
 
@@ -68,7 +69,9 @@ def write_state_dict(state: Mapping[str, np.ndarray], out: str | pathlib.Path) -
     except ImportError:
       raise WeightsFileError(f"writing {out} needs PyTorch: pip install 'jreid[torch]' "
                              "(or write .safetensors, which does not)") from None
-    tensors = {name: torch.from_numpy(value) for name, value in state.items()}
+    # from_numpy shares memory and warns on the read-only arrays orbax restores; copy those.
+    tensors = {name: torch.from_numpy(np.require(value, requirements=["C", "W"]))
+               for name, value in state.items()}
     _write(out, tensors, lambda s, path: torch.save(s, path))
   else:
     raise WeightsFileError(f"cannot tell the format of {out}: use a name ending in "

@@ -18,7 +18,8 @@ from jreid.errors import ReIDError
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog="python -m jreid.tools.export", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--checkpoint", required=True, help="a jreid workdir or its checkpoints/ folder")
   parser.add_argument("--out", required=True, help="output file: .pth / .pt (PyTorch) or .safetensors")
   parser.add_argument("--layout", default="fastreid", choices=torch_names.LAYOUTS)

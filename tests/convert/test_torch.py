@@ -18,9 +18,9 @@ from jreid.tools import export as export_tool
 from jreid.train.checkpoint import Checkpointer
 from jreid.train.state import TrainState
 
-from conftest import IMAGE, NUM_CLASSES  # noqa: E402  (pytest puts this folder on sys.path)
-
 torch.set_num_threads(1)
+IMAGE = (64, 32)  # H, W of the test images
+NUM_CLASSES = 5  # as conftest.make_model builds its head
 STAGES = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
 
 
@@ -181,7 +181,8 @@ def test_torch_to_jreid_to_torch_is_exact_and_features_match(jreid_model, jreid_
   with torch.no_grad():
     neck, _ = torch_model(torch.from_numpy(x))
   jneck, _ = jreid_features(model, variables, x)
-  print(f"torch -> jreid resnet50-ibn: max |neck diff| {np.abs(neck.numpy() - jneck).max():.2e}")
+  print(f"torch -> jreid resnet50-ibn: max |neck diff| {np.abs(neck.numpy() - jneck).max():.2e}, "
+        f"max |neck| {np.abs(jneck).max():.2f}")
   assert np.abs(neck.numpy() - jneck).max() < 1e-4
 
 
