@@ -64,7 +64,8 @@ def evaluation(**overrides) -> ml_collections.ConfigDict:
       rerank=False,           # also report k-reciprocal re-ranked numbers ("rerank" in results)
       rerank_k1=20, rerank_k2=6, rerank_lambda=0.3,
       roc=False,              # also report TPR at FPR 1e-4/1e-3/1e-2 ("roc" in results)
-      cuhk03_single_shot=False))  # CUHK03's single-shot CMC ("single_shot" in results)
+      cuhk03_single_shot=False,  # CUHK03's single-shot CMC ("single_shot" in results)
+      dsr=False, dsr_lambda=1e-3))  # DSR spatial matching for partial ReID ("dsr" in results)
   config.update(overrides)
   return config
 

@@ -13,6 +13,7 @@ from jreid.data.records import Record, Split
 from jreid.errors import ConfigError
 from jreid.evaluation import visualize
 from jreid.evaluation.distance import compute_distance
+from jreid.evaluation.dsr import dsr_distance
 from jreid.evaluation.metrics import evaluate_rank
 from jreid.evaluation.query_expansion import alpha_query_expansion, query_expansion
 from jreid.evaluation.rerank import re_ranking
@@ -58,6 +59,8 @@ class PostProcessing:
   rerank_lambda: float = 0.3
   roc: bool = False                  # also report TPR at FPR 1e-4, 1e-3, 1e-2
   cuhk03_single_shot: bool = False   # CMC by CUHK03's one-image-per-identity protocol
+  dsr: bool = False                  # also report DSR matching of spatial maps (partial ReID)
+  dsr_lambda: float = 1e-3
 
   @classmethod
   def from_config(cls, eval_config) -> "PostProcessing":
@@ -102,15 +105,18 @@ def write_report(distances, split: Split, report: ReportOptions) -> None:
 def evaluate_split(features_fn: Callable, state, split: Split, *, mesh,
                    options: pipeline.ImageOptions, batch_size: int, metric: str,
                    max_rank: int = 50, report: ReportOptions | None = None,
-                   post: PostProcessing = PostProcessing()) -> dict:
+                   post: PostProcessing = PostProcessing(),
+                   spatial_fn: Callable | None = None) -> dict:
   """FastReID's numbers for one dataset, in percent (mAP, rank-1/5/10, mINP).
 
   `post` adds query expansion (applied to every number reported), re-ranked
-  numbers under "rerank", TPR@FPR under "roc" and CUHK03 single-shot CMC under
-  "single_shot". With `report`, also writes the rank-list, distance and ROC pictures.
+  numbers under "rerank", TPR@FPR under "roc", CUHK03 single-shot CMC under
+  "single_shot" and DSR matching of `spatial_fn`'s maps under "dsr" (meant for
+  the small partial-ReID sets: every image's whole map is held in memory).
+  With `report`, also writes the rank-list, distance and ROC pictures.
   """
-  extract = lambda records: extract_features(features_fn, state, records, mesh=mesh,
-                                             options=options, batch_size=batch_size)
+  extract = lambda records, fn=features_fn: extract_features(fn, state, records, mesh=mesh,
+                                                             options=options, batch_size=batch_size)
   query, gallery = extract(split.query), extract(split.gallery)
   query = expand_queries(query, gallery, post)
   distances = compute_distance(query, gallery, metric=metric)
@@ -128,6 +134,12 @@ def evaluate_split(features_fn: Callable, state, split: Split, *, mesh,
                       for fpr, tpr in tpr_at_fpr(distances, *labels).items()}
   if post.cuhk03_single_shot:
     results["single_shot"] = _percent(evaluate_single_shot(distances, *labels, max_rank=max_rank))
+  if post.dsr:
+    if spatial_fn is None:
+      raise ConfigError("eval.dsr needs a method with spatial_features (a CNN backbone map)")
+    dsr = dsr_distance(extract(split.query, spatial_fn), extract(split.gallery, spatial_fn),
+                       lam=post.dsr_lambda)
+    results["dsr"] = _percent(evaluate_rank(dsr, *labels, max_rank=max_rank))
   if report is not None:
     write_report(distances, split, report)
   return results

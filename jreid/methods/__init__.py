@@ -3,6 +3,8 @@
 The returned object has `init(rng, images) -> state`, a pure
 `train_step(state, batch, rng) -> (state, measurements)` and
 `features(state, images) -> embeddings`; the shared loop does the rest.
+Methods whose model has a spatial map may add `spatial_features(state, images)
+-> (B, locations, C)`, which evaluation uses for DSR matching (`eval.dsr`).
 """
 from __future__ import annotations
 

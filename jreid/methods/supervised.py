@@ -58,6 +58,13 @@ class Supervised:
                                   images, train=False)
     return feature
 
+  def spatial_features(self, state: TrainState, images: jax.Array) -> jax.Array:
+    """The last backbone map as (B, H*W, C) location features, for DSR matching."""
+    _, out = self.model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                              images, train=False)
+    feature_map = out["layer4"]
+    return feature_map.reshape(feature_map.shape[0], -1, feature_map.shape[-1])
+
 
 def build(config, num_classes: int, tx, schedule) -> Supervised:
   return Supervised(model=build_model(config.model, num_classes), tx=tx, schedule=schedule,

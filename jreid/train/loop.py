@@ -140,13 +140,15 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   features_fn = jax.jit(method.features, in_shardings=(repl, batch_sharding), out_shardings=repl)
 
   post = PostProcessing.from_config(config.eval)
+  spatial_fn = (jax.jit(method.spatial_features, in_shardings=(repl, batch_sharding),
+                        out_shardings=repl) if hasattr(method, "spatial_features") else None)
 
   def evaluate(step: int, pictures: bool = False) -> dict:
     report = lambda name: (ReportOptions(workdir / "visualize" / name)
                            if pictures and is_main else None)
     results = {name: evaluate_split(features_fn, state, split, mesh=mesh, options=options,
                                     batch_size=config.eval.batch_size, metric=config.eval.metric,
-                                    report=report(name), post=post)
+                                    report=report(name), post=post, spatial_fn=spatial_fn)
                for name, split in data.tests.items()}
     for name, numbers in results.items():
       log(f"eval step {step} {name}: mAP {numbers['mAP']:.2f} rank-1 {numbers['rank1']:.2f} "

@@ -50,7 +50,8 @@ def test_smoke_config_writes_every_output(tmp_path):
   workdir = tmp_path / "run"
   run([sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
        f"--workdir={workdir}", f"--config.data.root={tmp_path / 'data'}",
-       "--config.eval.visualize=True", "--config.eval.rerank=True", "--config.eval.roc=True"])
+       "--config.eval.visualize=True", "--config.eval.rerank=True", "--config.eval.roc=True",
+       "--config.eval.dsr=True"])
   config = json.loads((workdir / "config.json").read_text())
   assert config["data"]["train"] == "synth_tiny"
   entries = measurements(workdir)
@@ -62,6 +63,7 @@ def test_smoke_config_writes_every_output(tmp_path):
   assert 0 <= numbers["mAP"] <= 100 and 0 <= numbers["rank1"] <= 100
   assert set(numbers["rerank"]) == {"mAP", "rank1", "rank5", "rank10", "mINP"}
   assert set(numbers["roc"]) == {"tpr@fpr=0.0001", "tpr@fpr=0.001", "tpr@fpr=0.01"}
+  assert 0 <= numbers["dsr"]["mAP"] <= 100
   assert final_state(workdir)[0] == 4
   pictures = sorted(p.name for p in (workdir / "visualize" / "synth_tiny").iterdir())
   assert {"distance_distribution.png", "roc.png"} <= set(pictures)
