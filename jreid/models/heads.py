@@ -32,3 +32,35 @@ class BNNeck(nn.Module):
                       kernel_init=nn.initializers.normal(stddev=0.001),
                       name="classifier")(neck)
     return {"pre_neck": feature, "neck": neck, "logits": logits}
+
+
+class LinearHead(nn.Module):
+  """A bias-free classifier straight on the pooled feature (no neck): `neck` is `pre_neck`."""
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, feature: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+    logits = nn.Dense(self.num_classes, use_bias=False,
+                      kernel_init=nn.initializers.normal(stddev=0.001), name="classifier")(feature)
+    return {"pre_neck": feature, "neck": feature, "logits": logits}
+
+
+class ReductionHead(nn.Module):
+  """FastReID's reduction head: linear -> BN -> LeakyReLU(0.1) -> dropout to `embed_dim`, then BNNeck.
+
+  A lower-dimensional embedding is cheaper to store and search; the metric
+  loss sees the reduced feature (`pre_neck`), the classifier its BN (`neck`).
+  Params: `reduction/kernel`, `reduction_bn/{scale,bias}`, then BNNeck's.
+  """
+  num_classes: int
+  embed_dim: int
+  dropout: float = 0.0
+  neck_bias: bool = False
+
+  @nn.compact
+  def __call__(self, feature: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+    reduced = nn.Dense(self.embed_dim, use_bias=False, name="reduction")(feature)
+    reduced = batch_norm(name="reduction_bn")(reduced, use_running_average=not train)
+    reduced = nn.leaky_relu(reduced, negative_slope=0.1)
+    reduced = nn.Dropout(self.dropout, deterministic=not train)(reduced)
+    return BNNeck(self.num_classes, self.neck_bias, name="bnneck")(reduced, train=train)

@@ -1,13 +1,15 @@
 """Aggregation of a feature map (B, H, W, C) into one vector per image (B, C).
 
-`POOLINGS` maps config names to module classes: "avg" takes no arguments,
-"gem" takes `p` and `learnable_p`.
+`POOLINGS` maps config names to module classes: "avg", "max", "attention"
+and "identity" take no arguments, "gem" takes `p` and `learnable_p`.
 """
 from __future__ import annotations
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jreid.errors import ConfigError
 
 
 class AvgPool(nn.Module):
@@ -36,4 +38,37 @@ class GeM(nn.Module):
     return jnp.mean(jnp.maximum(x, self.eps) ** p, axis=(1, 2)) ** (1.0 / p)
 
 
-POOLINGS = {"avg": AvgPool, "gem": GeM}
+class MaxPool(nn.Module):
+  """Global max pooling: the strongest response of each channel anywhere in the map."""
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return jnp.max(x, axis=(1, 2))
+
+
+class AttentionPool(nn.Module):
+  """Softmax-weighted average over locations, weights from a learned 1x1 scoring conv.
+
+  Lets the model down-weight background and occluders instead of averaging
+  them in; with a zero-initialised scorer it starts as average pooling.
+  Params: `score/kernel` (C, 1), `score/bias` (1,).
+  """
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    scores = nn.Dense(1, kernel_init=nn.initializers.zeros, name="score")(x)  # (B, H, W, 1)
+    weights = jax.nn.softmax(scores.reshape(x.shape[0], -1), axis=-1)
+    return jnp.einsum("bl,blc->bc", weights, x.reshape(x.shape[0], -1, x.shape[-1]))
+
+
+class IdentityPool(nn.Module):
+  """For backbones that already return one vector per image (a ViT's CLS token)."""
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if x.ndim != 2:
+      raise ConfigError(f"model.pooling='identity' needs (batch, channels) features, got {x.shape}; "
+                        "use 'avg', 'max', 'gem' or 'attention' for feature maps")
+    return x
+
+
+POOLINGS = {"avg": AvgPool, "max": MaxPool, "gem": GeM, "attention": AttentionPool,
+            "identity": IdentityPool}

@@ -19,10 +19,11 @@ import ml_collections
 
 from jreid.errors import ConfigError
 from jreid.models.backbones import BACKBONES
-from jreid.models.heads import BNNeck
+from jreid.models.heads import BNNeck, LinearHead, ReductionHead
 from jreid.models.pooling import POOLINGS
 
 TEST_FEATURES = ("neck", "pre_neck")
+HEADS = ("bnneck", "linear", "reduction")
 
 
 def default_model_config() -> ml_collections.ConfigDict:
@@ -37,6 +38,9 @@ def default_model_config() -> ml_collections.ConfigDict:
       gem_learnable=False,
       neck_bias=False,
       test_feature="neck",
+      head="bnneck",   # "bnneck" | "linear" (classifier on the pooled feature) | "reduction"
+      embed_dim=0,     # reduction head: output dimension
+      dropout=0.0,     # reduction head: dropout after the reduction
   ))
 
 
@@ -78,6 +82,16 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Mo
     pooling = POOLINGS["gem"](p=model_cfg.gem_p, learnable_p=model_cfg.gem_learnable)
   else:
     pooling = POOLINGS[model_cfg.pooling]()
-  head = BNNeck(num_classes=num_classes, neck_bias=model_cfg.neck_bias)
+  if model_cfg.head not in HEADS:
+    raise ConfigError(f"model.head={model_cfg.head!r}; choose one of {HEADS}")
+  if model_cfg.head == "reduction" and model_cfg.embed_dim < 1:
+    raise ConfigError("model.head='reduction' needs model.embed_dim > 0")
+  if model_cfg.head == "bnneck":
+    head = BNNeck(num_classes=num_classes, neck_bias=model_cfg.neck_bias)
+  elif model_cfg.head == "linear":
+    head = LinearHead(num_classes=num_classes)
+  else:
+    head = ReductionHead(num_classes=num_classes, embed_dim=model_cfg.embed_dim,
+                         dropout=model_cfg.dropout, neck_bias=model_cfg.neck_bias)
   return ReID(backbone=backbone, pooling=pooling, head=head,
               test_feature=model_cfg.test_feature)

@@ -36,7 +36,7 @@ def test_gem_matches_numpy_and_p1_is_average():
   positive = np.abs(x) + 0.1
   np.testing.assert_allclose(GeM(p=1.0).apply({}, positive), AvgPool().apply({}, positive),
                              rtol=1e-5)
-  assert set(POOLINGS) == {"avg", "gem"}
+  assert set(POOLINGS) == {"avg", "max", "gem", "attention", "identity"}
 
 
 def test_learnable_gem_p_is_a_param_with_finite_grad():
@@ -75,14 +75,15 @@ def test_default_config_is_bot():
   cfg = default_model_config()
   assert cfg.to_dict() == dict(backbone="resnet50", width=64, last_stride=1, ibn=False,
                                pooling="avg", gem_p=3.0, gem_learnable=False,
-                               neck_bias=False, test_feature="neck")
+                               neck_bias=False, test_feature="neck", head="bnneck",
+                               embed_dim=0, dropout=0.0)
 
 
 def test_build_model_rejects_bad_configs():
   cfg = _tiny_config()
   cfg.unlock()
-  cfg.embed_dim = 256
-  with pytest.raises(ValueError, match="embed_dim"):
+  cfg.embedding_size = 256
+  with pytest.raises(ValueError, match="embedding_size"):
     build_model(cfg, NUM_CLASSES)
   with pytest.raises(ValueError, match="backbone"):
     build_model(_tiny_config(backbone="resnet5"), NUM_CLASSES)
