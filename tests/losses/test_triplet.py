@@ -89,3 +89,23 @@ def test_gradients_finite_for_identical_embeddings(normalize):
   _, grad = triplet_grad(jnp.full((4, 8), 0.5), np.array([0, 0, 1, 1]))
   assert np.all(np.isfinite(grad))
   assert LOSSES["triplet"] is batch_hard_triplet
+
+
+@pytest.mark.parametrize("soft_margin", [False, True])
+def test_normalize_equals_reference_on_normalised_inputs(soft_margin):
+  # normalize=True must be exactly "L2-normalise, then the plain loss": check
+  # it against the loop reference fed rows divided by their norms (the
+  # reference's own normalize flag off), and its invariance to row scales.
+  rng = np.random.default_rng(11)
+  x = (rng.normal(size=(len(SINGLETON_LABELS), 16)) + 0.5).astype(np.float32)
+  x64 = x.astype(np.float64)
+  unit = x64 / np.linalg.norm(x64, axis=1, keepdims=True)
+  got = triplet(x, SINGLETON_LABELS, 0.3, soft_margin=soft_margin, normalize=True)
+  ref = _numpy_triplet(unit, SINGLETON_LABELS, 0.3, soft_margin, normalize=False)
+  assert ref > 0
+  np.testing.assert_allclose(got, ref, rtol=1e-5)
+  scales = rng.uniform(0.1, 10.0, size=(len(x), 1)).astype(np.float32)
+  np.testing.assert_allclose(
+      triplet(x * scales, SINGLETON_LABELS, 0.3, soft_margin=soft_margin, normalize=True), ref, rtol=1e-5)
+  # Without normalize the row scales change the loss, so the check above has teeth.
+  assert abs(float(triplet(x * scales, SINGLETON_LABELS, 0.3, soft_margin=soft_margin)) - ref) > 1e-3
