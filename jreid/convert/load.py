@@ -133,6 +133,7 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
   fits, which means the file is for another architecture (or another width).
   """
   target = torch_names.flatten(variables)
+  torch_names.check_mappable(target)
   report = LoadReport()
   merged = dict(target)
   seen: dict[str, str] = {}

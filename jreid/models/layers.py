@@ -93,17 +93,24 @@ class Conv(nn.Module):
     return y
 
 
-def batch_norm(*, use_bias: bool = True, name: str | None = None) -> nn.BatchNorm:
+def batch_norm(*, use_bias: bool = True, scale_init: Initializer = nn.initializers.ones,
+               name: str | None = None) -> nn.BatchNorm:
   """A BatchNorm with torch's defaults; call it as `bn(x, use_running_average=not train)`.
 
   Params `scale` (init 1) and `bias` (init 0; absent with `use_bias=False`,
   which is how a frozen zero bias such as BNNeck's is expressed: nothing to
   freeze). Running `mean`/`var` live in `batch_stats`. The two-pass variance
   is used, as torch does, because E[x^2] - E[x]^2 loses precision in float32
-  on post-ReLU maps with large means.
+  on post-ReLU maps with large means. `scale_init=zeros` makes a residual
+  branch start as the identity (the non-local block's W).
   """
   return nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_bias=use_bias,
-                      use_fast_variance=False, name=name)
+                      scale_init=scale_init, use_fast_variance=False, name=name)
+
+
+def instance_norm(*, name: str | None = None) -> nn.InstanceNorm:
+  """torch's `InstanceNorm2d(c, affine=True)`: per sample and channel over H, W; params `scale`, `bias`."""
+  return nn.InstanceNorm(epsilon=BN_EPSILON, use_fast_variance=False, name=name)
 
 
 class IBN(nn.Module):
@@ -124,7 +131,7 @@ class IBN(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, use_running_average: bool) -> jax.Array:
     half = x.shape[-1] // 2
-    inst = nn.InstanceNorm(epsilon=BN_EPSILON, use_fast_variance=False, name="IN")
+    inst = instance_norm(name="IN")
     bn = batch_norm(name="BN")
     return jnp.concatenate(
         [inst(x[..., :half]), bn(x[..., half:], use_running_average=use_running_average)],

@@ -32,7 +32,8 @@ def default_model_config() -> ml_collections.ConfigDict:
       backbone="resnet50",
       width=64,
       last_stride=1,
-      ibn=False,
+      ibn="",          # "" | "a" (IBN-a, FastReID's R50-IBN) | "b" (IBN-b)
+      non_local=False,  # FastReID's non-local blocks (R50/R101/ResNeXt/ResNeSt positions)
       pooling="avg",
       gem_p=3.0,
       gem_learnable=False,
@@ -77,7 +78,8 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Mo
     raise ConfigError(f"num_classes must be positive, got {num_classes}")
 
   backbone = BACKBONES[model_cfg.backbone](
-      width=model_cfg.width, last_stride=model_cfg.last_stride, ibn=model_cfg.ibn)
+      width=model_cfg.width, last_stride=model_cfg.last_stride, ibn=model_cfg.ibn,
+      non_local=model_cfg.non_local)
   if model_cfg.pooling == "gem":
     pooling = POOLINGS["gem"](p=model_cfg.gem_p, learnable_p=model_cfg.gem_learnable)
   else:

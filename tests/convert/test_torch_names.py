@@ -116,3 +116,10 @@ def test_strip_prefixes():
   assert load.strip_prefixes("base.conv1.weight") == "conv1.weight"
   assert load.strip_prefixes("module.heads.weight") == "heads.weight"
   assert load.strip_prefixes("encoder_k.conv1.weight") == "encoder_k.conv1.weight"
+
+
+def test_resnest_is_refused_rather_than_misnamed():
+  variables = {"params": {"backbone": {"conv1_0": {"kernel": np.zeros((3, 3, 3, 4))},
+                                       "layer1_0": {"downsample_conv": {"kernel": np.zeros((1, 1, 4, 4))}}}}}
+  with pytest.raises(CheckpointMismatchError, match="ResNeSt"):
+    torch_names.to_state_dict(variables)

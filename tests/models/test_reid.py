@@ -73,7 +73,7 @@ def test_bnneck_params_and_classifier_init(neck_bias):
 
 def test_default_config_is_bot():
   cfg = default_model_config()
-  assert cfg.to_dict() == dict(backbone="resnet50", width=64, last_stride=1, ibn=False,
+  assert cfg.to_dict() == dict(backbone="resnet50", width=64, last_stride=1, ibn="", non_local=False,
                                pooling="avg", gem_p=3.0, gem_learnable=False,
                                neck_bias=False, test_feature="neck", head="bnneck",
                                embed_dim=0, dropout=0.0)
@@ -93,7 +93,7 @@ def test_build_model_rejects_bad_configs():
 
 def test_param_tree_of_the_assembled_model():
   x = jnp.zeros((2, 32, 16, 3))
-  model = build_model(_tiny_config(pooling="gem", gem_learnable=True, ibn=True), NUM_CLASSES)
+  model = build_model(_tiny_config(pooling="gem", gem_learnable=True, ibn="a"), NUM_CLASSES)
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
   params = variables["params"]
   assert set(params) == {"backbone", "pooling", "head"}

@@ -17,6 +17,7 @@ TORCHVISION_COUNTS = {
     "resnet34": 21_797_672 - 513_000,
     "resnet50": 25_557_032 - 2_049_000,
     "resnet101": 44_549_160 - 2_049_000,
+    "resnet152": 60_192_808 - 2_049_000,
 }
 
 
@@ -55,8 +56,10 @@ def test_param_count_matches_torchvision(name):
   variables = _abstract_variables(name)
   assert _count(variables["params"]) == TORCHVISION_COUNTS[name]
   blocks = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3),
-            "resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}[name]
-  assert _formula_count(blocks, bottleneck=name in ("resnet50", "resnet101")) == TORCHVISION_COUNTS[name]
+            "resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3),
+            "resnet152": (3, 8, 36, 3)}[name]
+  bottleneck = name not in ("resnet18", "resnet34")
+  assert _formula_count(blocks, bottleneck=bottleneck) == TORCHVISION_COUNTS[name]
 
 
 def test_ibn_resnet50_count_equals_plain():

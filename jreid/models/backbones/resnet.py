@@ -1,10 +1,32 @@
-"""ResNet-18/34/50/101 (torchvision v1.5 layout) with FastReID's ReID options.
+"""ResNet-18/34/50/101/152 and ResNeXt (torchvision v1.5 layout) with FastReID's ReID options.
 
 Options: `last_stride` (1 keeps layer4 at stride 16, the BoT trick for finer
-maps), `ibn` (IBN-a as in FastReID's resnet_ibn_a: in layer1..layer3 the bn1 of
-*every* block is an `IBN`, layer4 and the stem keep plain BN), `width` (base
-channels; 64 is the published network, 8 or 16 give tiny CPU/test variants with
-every stage scaled alike).
+maps), `ibn`, `non_local`, `width` (base channels; 64 is the published
+network, 8 or 16 give tiny CPU/test variants with every stage scaled alike).
+
+`ibn=True` or `"a"`: IBN-a as in FastReID's resnet_ibn_a: in layer1..layer3 the
+bn1 of *every* block is an `IBN`, layer4 and the stem keep plain BN. Same
+parameter count as the plain network.
+
+`ibn="b"`: IBN-b as in the official IBN-Net `resnet50_ibn_b` (Pan et al. 2018,
+ibn_cfg=('b', 'b', None, None)): the stem's bn1 is an affine InstanceNorm
+instead of BN, and the *last* block of layer1 and of layer2 applies an affine
+InstanceNorm (`IN`) to the sum `branch + shortcut`, before the final ReLU; all
+other norms are BN. IN removes appearance (style) variation without touching
+the residual branches' BNs. Extra params over plain: the stem IN has as many as
+the BN it replaces; the two block INs add 2*4w + 2*8w (1,536 for ResNet-50,
+w = 64; 2*w + 2*2w = 384 for ResNet-18/34).
+
+`non_local=True`: FastReID's non-local blocks (`non_local.NonLocal`) after the
+last `non_local_stages[i]` blocks of stage i; each entry of `BACKBONES` fixes
+FastReID's positions for its depth ((0, 2, 3, 0) for 50, (0, 2, 9, 0) for 101;
+FastReID defines none for 18/34/152, so asking for them there is an error).
+
+ResNeXt (`groups` > 1): the 3x3 conv of each Bottleneck is grouped, with
+`groups * width_per_group * planes / 64` channels (32x4d: 2*planes), as
+torchvision's `resnext50_32x4d`. In scaled variants (`width` < 64) the number
+of groups scales with `width` (`groups * width / 64`, at least 1) so that each
+group keeps its published width.
 
 Parameter tree (flax names; the torch name is in brackets), for a Bottleneck:
 
@@ -17,26 +39,58 @@ Parameter tree (flax names; the torch name is in brackets), for a Bottleneck:
   layer{i}_{j}/conv2, bn2, conv3, bn3
   layer{i}_{j}/downsample_conv/kernel   [layer{i}.{j}.downsample.0.weight]
   layer{i}_{j}/downsample_bn/{scale,bias} [layer{i}.{j}.downsample.1.*]
+  layer{i}_{j}/IN/{scale,bias}       [layer{i}.{j}.IN.*]       (ibn="b", last block, i <= 2)
+  NL_{i}_{k}/...                     [NL_{i}.{k}.*]            (non_local; see non_local.py)
 
 with i in 1..4 and j from 0; BasicBlock has conv1, bn1, conv2, bn2 and the same
 downsample names. `batch_stats` mirrors every BN path with `mean`/`var`
 [running_mean/running_var]. Kernels are HWIO (torch OIHW).
+
+With `ibn="b"` the stem's `bn1/{scale,bias}` is the InstanceNorm [bn1.weight,
+bn1.bias] and has no batch_stats. `NL_{i}_{k}` is the k-th non-local block of
+stage i, applied after block layer{i}_{n - m + k} (n blocks, m non-local).
 """
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Sequence
+from typing import ClassVar, Sequence, Union
 
 import flax.linen as nn
 import jax
 
 from jreid.errors import ConfigError
-from jreid.models.layers import IBN, Conv, batch_norm
+from jreid.models.backbones.non_local import NonLocal
+from jreid.models.layers import IBN, Conv, batch_norm, instance_norm
+
+IBNOption = Union[bool, str, None]
+
+
+def ibn_kind(ibn: IBNOption) -> str | None:
+  """`"a"`, `"b"` or None from the `ibn` option; True means IBN-a, as it always has.
+
+  `""` also means none, so a string-typed config field (which a locked
+  ConfigDict needs to hold "b") has a value for "off".
+  """
+  if ibn is True or ibn == "a":
+    return "a"
+  if ibn == "b":
+    return "b"
+  if ibn is False or ibn is None or ibn == "":
+    return None
+  raise ConfigError(f"model.ibn must be False, True, 'a' or 'b', got {ibn!r}")
 
 
 def _norm1(ibn: bool) -> nn.Module:
   """The first norm of a block: IBN-a where asked, BN otherwise; same name either way."""
   return IBN(name="bn1") if ibn else batch_norm(name="bn1")
+
+
+def _merge(y: jax.Array, shortcut: jax.Array, ibn_b: bool) -> jax.Array:
+  """relu(branch + shortcut), with IBN-b's affine InstanceNorm on the sum where asked."""
+  y = y + shortcut
+  if ibn_b:
+    y = instance_norm(name="IN")(y)
+  return nn.relu(y)
 
 
 def _shortcut(x: jax.Array, features: int, stride: int, train: bool) -> jax.Array:
@@ -51,40 +105,58 @@ def _shortcut(x: jax.Array, features: int, stride: int, train: bool) -> jax.Arra
 
 
 class BasicBlock(nn.Module):
-  """3x3 -> 3x3 residual block (ResNet-18/34); the stride sits on conv1."""
+  """3x3 -> 3x3 residual block (ResNet-18/34); the stride sits on conv1.
+
+  `ibn`: IBN-a in bn1; `ibn_b`: InstanceNorm after the addition. `groups` and
+  `inner` exist for a common signature with Bottleneck and must stay default.
+  """
   planes: int
   stride: int = 1
   ibn: bool = False
+  ibn_b: bool = False
+  groups: int = 1
+  inner: int | None = None
   expansion: ClassVar[int] = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if self.groups != 1 or self.inner not in (None, self.planes):
+      raise ConfigError("BasicBlock has no grouped (ResNeXt) form")
     use_avg = not train
     y = Conv(self.planes, 3, stride=self.stride, padding=1, name="conv1")(x)
     y = nn.relu(_norm1(self.ibn)(y, use_running_average=use_avg))
     y = Conv(self.planes, 3, padding=1, name="conv2")(y)
     y = batch_norm(name="bn2")(y, use_running_average=use_avg)
-    return nn.relu(y + _shortcut(x, self.planes, self.stride, train))
+    return _merge(y, _shortcut(x, self.planes, self.stride, train), self.ibn_b)
 
 
 class Bottleneck(nn.Module):
-  """1x1 -> 3x3 -> 1x1 (x4) block (ResNet-50/101); v1.5: the stride sits on the 3x3 conv."""
+  """1x1 -> 3x3 -> 1x1 (x4) block (ResNet-50/101/152, ResNeXt); v1.5: the stride sits on the 3x3 conv.
+
+  `inner` is the width of the 1x1 -> 3x3 part (default `planes`; ResNeXt's is
+  wider) and `groups` the 3x3 conv's groups; the output is `4 * planes` either
+  way. `ibn`: IBN-a in bn1; `ibn_b`: InstanceNorm after the addition.
+  """
   planes: int
   stride: int = 1
   ibn: bool = False
+  ibn_b: bool = False
+  groups: int = 1
+  inner: int | None = None
   expansion: ClassVar[int] = 4
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     use_avg = not train
     out_features = self.planes * self.expansion
-    y = Conv(self.planes, 1, name="conv1")(x)
+    inner = self.inner or self.planes
+    y = Conv(inner, 1, name="conv1")(x)
     y = nn.relu(_norm1(self.ibn)(y, use_running_average=use_avg))
-    y = Conv(self.planes, 3, stride=self.stride, padding=1, name="conv2")(y)
+    y = Conv(inner, 3, stride=self.stride, padding=1, groups=self.groups, name="conv2")(y)
     y = nn.relu(batch_norm(name="bn2")(y, use_running_average=use_avg))
     y = Conv(out_features, 1, name="conv3")(y)
     y = batch_norm(name="bn3")(y, use_running_average=use_avg)
-    return nn.relu(y + _shortcut(x, out_features, self.stride, train))
+    return _merge(y, _shortcut(x, out_features, self.stride, train), self.ibn_b)
 
 
 def stem_max_pool(x: jax.Array, ceil_mode: bool) -> jax.Array:
@@ -113,28 +185,47 @@ class ResNet(nn.Module):
 
   Input NHWC float images. `intermediates` holds `stem` (after the max pool,
   stride 4, as detectron2's stem) and `layer1`..`layer4` (strides 4, 8, 16,
-  and 16 or 32 by `last_stride`).
+  and 16 or 32 by `last_stride`; after the stage's non-local blocks).
   """
   block: type[BasicBlock] | type[Bottleneck]
   stage_sizes: Sequence[int]
   width: int = 64
   last_stride: int = 1
-  ibn: bool = False
+  ibn: IBNOption = False
   ceil_mode_pool: bool = True
+  non_local: bool = False
+  non_local_stages: Sequence[int] = (0, 0, 0, 0)
+  groups: int = 1
+  width_per_group: int = 64
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
     if self.last_stride not in (1, 2):
       raise ConfigError(f"model.last_stride must be 1 or 2, got {self.last_stride}")
+    kind = ibn_kind(self.ibn)
+    if self.non_local and not any(self.non_local_stages):
+      raise ConfigError("model.non_local: this backbone has no (FastReID) non-local positions")
+    groups = max(1, self.groups * self.width // 64)
     x = Conv(self.width, 7, stride=2, padding=3, name="conv1")(x)
-    x = nn.relu(batch_norm(name="bn1")(x, use_running_average=not train))
-    x = stem_max_pool(x, self.ceil_mode_pool)
+    if kind == "b":
+      x = instance_norm(name="bn1")(x)
+    else:
+      x = batch_norm(name="bn1")(x, use_running_average=not train)
+    x = stem_max_pool(nn.relu(x), self.ceil_mode_pool)
     intermediates = {"stem": x}
     strides = (1, 2, 2, self.last_stride)
     for i, (blocks, stride) in enumerate(zip(self.stage_sizes, strides)):
       planes = self.width * 2 ** i
+      n_local = self.non_local_stages[i] if self.non_local else 0
       for j in range(blocks):
-        x = self.block(planes, stride=stride if j == 0 else 1, ibn=self.ibn and i < 3,
+        x = self.block(planes, stride=stride if j == 0 else 1,
+                       ibn=kind == "a" and i < 3,
+                       ibn_b=kind == "b" and i < 2 and j == blocks - 1,
+                       groups=groups,
+                       inner=planes * self.groups * self.width_per_group // 64,
                        name=f"layer{i + 1}_{j}")(x, train=train)
+        k = j - (blocks - n_local)
+        if k >= 0:
+          x = NonLocal(name=f"NL_{i + 1}_{k}")(x, train=train)
       intermediates[f"layer{i + 1}"] = x
     return x, intermediates
