@@ -20,7 +20,7 @@ import optax
 
 from jreid import methods
 from jreid.data import datasets, pipeline
-from jreid.data.records import Split, relabel
+from jreid.data.records import Split, combine, relabel
 from jreid.errors import CheckpointMismatchError, NonFiniteLossError
 from jreid.evaluation.retrieval import PostProcessing, ReportOptions, evaluate_split
 from jreid.train import checkpoint, optim, reporting, sharding
@@ -34,11 +34,14 @@ class RunData:
 
 
 def load_data(config) -> RunData:
-  names = [n.strip() for n in config.data.train.split(",") if n.strip()]
-  train = relabel(datasets.get_many(names, config.data.root).train)
-  tests = {name.strip(): datasets.get(name.strip(), config.data.root)
-           for name in config.data.test.split(",") if name.strip()}
-  return RunData(train=train, num_classes=len({r.pid for r in train}), tests=tests)
+  """Parses each named dataset once, even when it is both a training and a test set."""
+  names = lambda text: [n.strip() for n in text.split(",") if n.strip()]
+  train_names, test_names = names(config.data.train), names(config.data.test)
+  splits = {name: datasets.get(name, config.data.root)
+            for name in dict.fromkeys(train_names + test_names)}
+  train = relabel(combine([splits[name] for name in train_names]).train)
+  return RunData(train=train, num_classes=len({r.pid for r in train}),
+                 tests={name: splits[name] for name in test_names})
 
 
 @dataclasses.dataclass
