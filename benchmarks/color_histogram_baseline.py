@@ -6,7 +6,7 @@ claim: a 3-D RGB histogram of the whole crop (8 bins per channel, L1-normalised)
 compared by chi-square distance, ranked under the Market-1501 protocol. The
 target is mAP of roughly 5-25% and rank-1 well below 60%.
 
-    python benchmarks/color_histogram_baseline.py --root /tmp/jreid_data
+    python -m benchmarks.color_histogram_baseline --root /tmp/jreid_data
 
 Measured with generator v1 (~25 s on one core, generation included):
 seed 0 mAP 6.1%, rank-1 12.9%; seed 1 mAP 7.4%, rank-1 13.5%.

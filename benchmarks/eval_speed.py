@@ -1,6 +1,6 @@
 """Speed of Market-1501-scale evaluation: distance matrix, then ranking metrics.
 
-    python benchmarks/eval_speed.py [--out benchmarks/results/eval_speed.json]
+    python -m benchmarks.eval_speed [--out benchmarks/results/eval_speed.json]
 
 Features are random (seeded), so the metrics are chance level; only the
 timings matter. Shapes follow Market-1501: 3368 queries from 750 ids, 15913

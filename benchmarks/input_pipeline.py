@@ -1,6 +1,6 @@
 """Images/s of the training input pipeline (decode, resize, flip, pad-crop, erase, normalise).
 
-    python benchmarks/input_pipeline.py --config=configs/baseline.py:synth --out=benchmarks/results/input_pipeline.json
+    python -m benchmarks.input_pipeline --config=configs/baseline.py:synth --out=benchmarks/results/input_pipeline.json
 
 Reads the config's training set (SynthPerson is generated on first use) and
 times `--batches` batches after one warm-up batch, for each thread/worker
@@ -8,17 +8,13 @@ setting given.
 """
 import argparse
 import os
-import pathlib
-import sys
 import time
 
 from absl import flags
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import load_config, write_result  # noqa: E402
-
-from jreid.data import datasets, pipeline  # noqa: E402
-from jreid.data.records import relabel  # noqa: E402
+from benchmarks.common import load_config, write_result
+from jreid.data import datasets, pipeline
+from jreid.data.records import relabel
 
 
 def measure(records, config, batches: int, threads: int, workers: int) -> float:

@@ -1,6 +1,6 @@
 """Speed and peak memory of k-reciprocal re-ranking at Market-1501 scale.
 
-    python benchmarks/rerank_speed.py [--metric euclidean|cosine]
+    python -m benchmarks.rerank_speed [--metric euclidean|cosine]
         [--out benchmarks/results/rerank_speed.json]
 
 Random (seeded) 2048-d features for 3368 queries and 15913 gallery images;
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from common import write_result  # this script's folder is on sys.path
+from benchmarks.common import REPO, write_result
 
 GIB = 1 << 30
 
@@ -96,11 +96,11 @@ def main():
     return
   runs = []
   for metric in (("euclidean", "cosine") if args.metric == "both" else (args.metric,)):
-    cmd = [sys.executable, __file__, "--worker", "--metric", metric,
+    cmd = [sys.executable, "-m", "benchmarks.rerank_speed", "--worker", "--metric", metric,
            "--num-query", str(args.num_query), "--num-gallery", str(args.num_gallery),
            "--dim", str(args.dim), "--k1", str(args.k1), "--k2", str(args.k2),
            "--lambda-value", str(args.lambda_value), "--seed", str(args.seed)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO).stdout
     run = json.loads(out.strip().splitlines()[-1])
     phases = ", ".join(f"{k} {v:.2f} s" for k, v in run["rerank_phases_s"].items())
     print(f"{metric}: re_ranking {run['rerank_total_s']:.2f} s ({phases}); peak RSS "

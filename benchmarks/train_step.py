@@ -1,7 +1,7 @@
 """Images/s of one method's jitted train step on random data (no input pipeline).
 
-    python benchmarks/train_step.py --config=configs/baseline.py:synth --out=benchmarks/results/train_step_synth.json
-    python benchmarks/train_step.py --config=configs/baseline.py --batch=32 --steps=3 --num_classes=751
+    python -m benchmarks.train_step --config=configs/baseline.py:synth --out=benchmarks/results/train_step_synth.json
+    python -m benchmarks.train_step --config=configs/baseline.py --batch=32 --steps=3 --num_classes=751
 
 Writes the backend, device count, batch, image size, compile time and the
 median step time / images per second over `--steps` timed steps.
@@ -9,20 +9,16 @@ median step time / images per second over `--steps` timed steps.
 import argparse
 import json
 import os
-import pathlib
 import platform
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import load_config, write_result  # noqa: E402
-
-from jreid import methods  # noqa: E402
-from jreid.train import optim, sharding  # noqa: E402
+from benchmarks.common import load_config, write_result
+from jreid import methods
+from jreid.train import optim, sharding
 
 
 def main():
