@@ -1,4 +1,6 @@
+import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -26,6 +28,32 @@ def fill_variables(model, x, seed=0):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
+def train_step_grads(model, x, variables, **apply_kwargs):
+  """Loss = mean(feature map^2) in train mode: (loss, mutated collections, flat grads by path).
+
+  The one jitted forward/backward the backbone tests share; extra keyword
+  arguments (e.g. `capture_intermediates`) go to `model.apply`, and
+  "intermediates" joins the mutable collections when they are captured.
+  """
+  mutable = ["batch_stats"] + (["intermediates"] if "capture_intermediates" in apply_kwargs else [])
+
+  @jax.jit
+  def loss_and_grad(params, batch_stats):
+    def loss_fn(p):
+      (fmap, _), updates = model.apply({"params": p, "batch_stats": batch_stats}, x, train=True,
+                                       mutable=mutable, **apply_kwargs)
+      return jnp.mean(fmap ** 2), updates
+    return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+  (loss, updates), grads = loss_and_grad(variables["params"], variables["batch_stats"])
+  return loss, updates, flax.traverse_util.flatten_dict(grads)
+
+
 @pytest.fixture
 def random_variables():
   return fill_variables
+
+
+@pytest.fixture
+def train_step():
+  return train_step_grads

@@ -1,5 +1,4 @@
 """ResNeSt-50: parameter count, split attention against numpy, avg-down pooling, strides, training."""
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,22 +102,13 @@ def test_output_strides(last_stride):
       "NL_2_0", "NL_2_1", "NL_3_0", "NL_3_1", "NL_3_2"}
 
 
-def test_tiny_train_step(random_variables):
+def test_tiny_train_step(random_variables, train_step):
   model = ResNeSt(stage_sizes=(1, 1, 1, 1), width=8)
   x = jax.random.normal(jax.random.key(1), (4, 32, 16, 3))
   variables = random_variables(model, x)
 
-  @jax.jit
-  def loss_and_grad(params, batch_stats):
-    def loss_fn(p):
-      (fmap, _), updates = model.apply({"params": p, "batch_stats": batch_stats}, x,
-                                       train=True, mutable=["batch_stats"])
-      return jnp.mean(fmap ** 2), updates
-    return jax.value_and_grad(loss_fn, has_aux=True)(params)
-
-  (loss, updates), grads = loss_and_grad(variables["params"], variables["batch_stats"])
+  loss, updates, flat = train_step(model, x, variables)
   assert np.isfinite(loss)
-  flat = flax.traverse_util.flatten_dict(grads)
   assert all(np.all(np.isfinite(g)) for g in flat.values())
   for path in (("conv1_0", "kernel"), ("layer3_0", "conv2", "fc1", "kernel"),
                ("layer2_0", "downsample_conv", "kernel")):

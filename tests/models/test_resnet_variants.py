@@ -156,7 +156,7 @@ def test_output_strides(name, kwargs, last_stride):
     assert inter[key].shape == (2, 128 // stride, 64 // stride, c), key
 
 
-def test_tiny_train_step_all_options(random_variables):
+def test_tiny_train_step_all_options(random_variables, train_step):
   # Grouped 3x3 (4 groups at width 8), IBN-b and one non-local block in layer2
   # and layer3, in one small model to keep compilation short.
   model = ResNet(block=Bottleneck, stage_sizes=(1, 2, 2, 1), width=8, ibn="b", non_local=True,
@@ -168,18 +168,8 @@ def test_tiny_train_step_all_options(random_variables):
   variables = random_variables(model, x)
   is_instance_norm = lambda module, method: isinstance(module, nn.InstanceNorm)
 
-  @jax.jit
-  def loss_and_grad(params, batch_stats):
-    def loss_fn(p):
-      (fmap, _), updates = model.apply({"params": p, "batch_stats": batch_stats}, x,
-                                       train=True, mutable=["batch_stats", "intermediates"],
-                                       capture_intermediates=is_instance_norm)
-      return jnp.mean(fmap ** 2), updates
-    return jax.value_and_grad(loss_fn, has_aux=True)(params)
-
-  (loss, updates), grads = loss_and_grad(variables["params"], variables["batch_stats"])
+  loss, updates, flat = train_step(model, x, variables, capture_intermediates=is_instance_norm)
   assert np.isfinite(loss)
-  flat = flax.traverse_util.flatten_dict(grads)
   assert all(np.all(np.isfinite(g)) for g in flat.values())
   for path in (("NL_2_0", "theta", "kernel"), ("NL_3_0", "W_bn", "scale"),
                ("layer1_0", "IN", "scale"), ("layer2_1", "IN", "scale"),
