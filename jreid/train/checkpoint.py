@@ -32,8 +32,7 @@ def _path_name(path) -> str:
 
 def shapes_by_name(tree) -> dict[str, tuple[int, ...]]:
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {_path_name(path): tuple(np.shape(leaf) if not hasattr(leaf, "shape") else leaf.shape)
-          for path, leaf in leaves}
+  return {_path_name(path): tuple(np.shape(leaf)) for path, leaf in leaves}
 
 
 def describe_mismatch(stored: dict, expected: dict, limit: int = 3) -> str | None:
