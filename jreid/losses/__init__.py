@@ -6,8 +6,8 @@
   - on embeddings (B, D) and labels: "triplet" (batch-hard, optional soft
     margin), "pairwise_circle" (circle loss over in-batch pairs);
   - logit functions, not losses: "arcface_logits", "cosface_logits",
-    "circle_logits" take (features, classifier kernel (D, K), labels) and
-    return margin logits to feed to "cross_entropy".
+    "circle_logits" take (cosines (B, K), labels) and return margin logits
+    to feed to "cross_entropy".
 """
 from jreid.losses.circle import pairwise_circle
 from jreid.losses.focal import focal_loss

@@ -1,10 +1,12 @@
 """Margin softmax heads (ArcFace, CosFace, CircleSoftmax) as logit functions.
 
-Each takes the embedding and the class weights, L2-normalises both, and
-returns (B, K) logits for `cross_entropy`: the margin needs the label, so it
-belongs with the logits and not with the loss. `weights` is (D, K), a flax
-`nn.Dense` kernel (`head/classifier/kernel`), i.e. FastReID's (K, D) class
-centres transposed; each column is normalised.
+Each takes the cosines between embeddings and class centres, (B, K) from
+`cosine_logits(features, weights)` (which a head with `cosine=True` returns
+as its `logits`), and returns (B, K) margin logits for `cross_entropy`: the
+margin needs the label, so it belongs with the loss, while the cosines belong
+with the head, which may be one of several (MGN has eight). `weights` is
+(D, K), a flax kernel (`head/classifier/kernel`), i.e. FastReID's (K, D)
+class centres transposed; each column is normalised.
 
 A label of -1 (FastReID's marker for a sample whose class centre lives on
 another model-parallel rank) gets no target column: ArcFace and CosFace leave
@@ -43,7 +45,7 @@ def _target_mask(labels: jax.Array, num_classes: int) -> jax.Array:
   return jax.nn.one_hot(labels, num_classes, dtype=bool)
 
 
-def arcface_logits(features: jax.Array, weights: jax.Array, labels: jax.Array,
+def arcface_logits(cos: jax.Array, labels: jax.Array,
                    scale: float = 64.0, margin: float = 0.5) -> jax.Array:
   """ArcFace (Deng et al., CVPR 2019, Eq. 3): s * cos(theta_y + m) on the target, s * cos elsewhere.
 
@@ -61,7 +63,6 @@ def arcface_logits(features: jax.Array, weights: jax.Array, labels: jax.Array,
   (about 151 degrees for m = 0.5), i.e. on every target that is not nearly
   opposite its class centre. No "easy margin" variant.
   """
-  cos = cosine_logits(features, weights)
   sin = jnp.sqrt(jnp.maximum(1.0 - cos * cos, 1e-12))
   # jnp, not math: a margin may be traced (a jitted argument, a schedule).
   cos_plus_m = cos * jnp.cos(margin) - sin * jnp.sin(margin)
@@ -71,15 +72,14 @@ def arcface_logits(features: jax.Array, weights: jax.Array, labels: jax.Array,
   return scale * jnp.where(mask, target, cos)
 
 
-def cosface_logits(features: jax.Array, weights: jax.Array, labels: jax.Array,
+def cosface_logits(cos: jax.Array, labels: jax.Array,
                    scale: float = 64.0, margin: float = 0.35) -> jax.Array:
   """CosFace / LMCL (Wang et al., CVPR 2018, Eq. 4): s * (cos - m) on the target, s * cos elsewhere."""
-  cos = cosine_logits(features, weights)
   mask = _target_mask(labels, cos.shape[-1])
   return scale * jnp.where(mask, cos - margin, cos)
 
 
-def circle_logits(features: jax.Array, weights: jax.Array, labels: jax.Array,
+def circle_logits(cos: jax.Array, labels: jax.Array,
                   scale: float = 64.0, margin: float = 0.35) -> jax.Array:
   """CircleSoftmax: circle loss (Sun et al., CVPR 2020, Eq. 6 with Eq. 8) with class centres as proxies.
 
@@ -90,7 +90,6 @@ def circle_logits(features: jax.Array, weights: jax.Array, labels: jax.Array,
   of the similarity: the paper (Sec. 3.2) and FastReID's `CircleSoftmax`
   stop their gradient, so we do too.
   """
-  cos = cosine_logits(features, weights)
   alpha_p = jax.nn.relu(1.0 + margin - jax.lax.stop_gradient(cos))
   alpha_n = jax.nn.relu(jax.lax.stop_gradient(cos) + margin)
   mask = _target_mask(labels, cos.shape[-1])

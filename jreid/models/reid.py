@@ -5,8 +5,16 @@ takes float32 NHWC normalised images and returns `(feature, intermediates)`.
 `feature` is the test-time embedding picked by `test_feature`, *not*
 L2-normalised (evaluation normalises when it uses cosine distance).
 `intermediates` holds `pre_neck` (pooled, B x C), `neck` (after BN), `logits`
-(B x num_classes) and the backbone maps `stem`, `layer1`..`layer4`. In
-training, call with `mutable=["batch_stats"]`.
+(B x num_classes) and the backbone maps `stem`, `layer1`..`layer4`, plus
+the loss contract every meta-architecture keeps: `branch_logits`, a tuple
+of (B x num_classes) classifier outputs that each get the softmax loss, and
+`branch_features`, a tuple of (B x C) features that each get the metric
+loss (one of each here; MGN and PCB have several). In training, call with
+`mutable=["batch_stats"]`.
+
+With `cosine_classifier` the classifier returns cosines (for a margin
+softmax, see `jreid.losses.margin`) instead of linear logits; the parameter
+tree is the same.
 
 The parameter tree is `backbone/...` (see `jreid.models.backbones.resnet`),
 `pooling/p` (learnable GeM only), `head/neck/...`, `head/classifier/kernel`.
@@ -55,10 +63,12 @@ class ReID(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
     feature_map, intermediates = self.backbone(x, train=train)
     outputs = self.head(self.pooling(feature_map), train=train)
-    return outputs[self.test_feature], {**intermediates, **outputs}
+    for_losses = {"branch_logits": (outputs["logits"],), "branch_features": (outputs["pre_neck"],)}
+    return outputs[self.test_feature], {**intermediates, **outputs, **for_losses}
 
 
-def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int, *,
+                cosine_classifier: bool = False) -> nn.Module:
   """Builds the model a config names; `num_classes` comes from the data, never the config.
 
   The config must hold exactly the keys of `default_model_config()`: an
@@ -89,11 +99,12 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int) -> nn.Mo
   if model_cfg.head == "reduction" and model_cfg.embed_dim < 1:
     raise ConfigError("model.head='reduction' needs model.embed_dim > 0")
   if model_cfg.head == "bnneck":
-    head = BNNeck(num_classes=num_classes, neck_bias=model_cfg.neck_bias)
+    head = BNNeck(num_classes=num_classes, neck_bias=model_cfg.neck_bias, cosine=cosine_classifier)
   elif model_cfg.head == "linear":
-    head = LinearHead(num_classes=num_classes)
+    head = LinearHead(num_classes=num_classes, cosine=cosine_classifier)
   else:
     head = ReductionHead(num_classes=num_classes, embed_dim=model_cfg.embed_dim,
-                         dropout=model_cfg.dropout, neck_bias=model_cfg.neck_bias)
+                         dropout=model_cfg.dropout, neck_bias=model_cfg.neck_bias,
+                         cosine=cosine_classifier)
   return ReID(backbone=backbone, pooling=pooling, head=head,
               test_feature=model_cfg.test_feature)

@@ -7,9 +7,19 @@ import pytest
 import torch
 
 from jreid.losses import LOSSES, arcface_logits, circle_logits, cosface_logits, cross_entropy
+from jreid.losses.margin import cosine_logits
+
+
+def _on_features(margin_fn):
+  """(features, kernel, labels, s, m) -> margin logits, as a cosine head feeds them."""
+  def logits(x, w, labels, s=64.0, m=None):
+    kwargs = {} if m is None else {"margin": m}
+    return margin_fn(cosine_logits(x, w), labels, scale=s, **kwargs)
+  return logits
+
 
 # Jitted: compiling once per shape is cheaper than dispatching each op eagerly.
-HEADS = {name: jax.jit(fn) for name, fn in
+HEADS = {name: jax.jit(_on_features(fn)) for name, fn in
          [("arcface", arcface_logits), ("cosface", cosface_logits), ("circle", circle_logits)]}
 DEFAULT_MARGIN = {"arcface": 0.5, "cosface": 0.35, "circle": 0.35}
 

@@ -123,8 +123,11 @@ def test_features_logits_and_intermediates(random_variables):
 
   (feature, inter), (pre_feature, _), (_, train_inter), updates = run(variables)
   assert set(inter) == {"stem", "layer1", "layer2", "layer3", "layer4",
-                        "pre_neck", "neck", "logits"}
+                        "pre_neck", "neck", "logits", "branch_logits", "branch_features"}
   assert inter["logits"].shape == (4, NUM_CLASSES)
+  # The loss contract: one classifier branch and one metric branch.
+  np.testing.assert_array_equal(inter["branch_logits"][0], inter["logits"])
+  np.testing.assert_array_equal(inter["branch_features"][0], inter["pre_neck"])
   assert inter["pre_neck"].shape == inter["neck"].shape == (4, 64)
   np.testing.assert_array_equal(feature, inter["neck"])
   np.testing.assert_array_equal(pre_feature, inter["pre_neck"])
