@@ -18,6 +18,18 @@ def data(*, train: str, test: str, root: str, height: int, width: int) -> ml_col
       height=height, width=width,
       flip_p=0.5, padding=10, erase_p=0.5,
       mean=IMAGENET_MEAN, std=IMAGENET_STD,
+      # Optional augmentations (jreid.data.augment; its docstring gives the order), all off:
+      autoaug_p=0.0,          # AutoAugment ImageNet policy on the decoded image (FastReID SBS: 0.1)
+      rrc_scale=(),           # () = plain resize; else random resized crop with this area range
+      rrc_ratio=(3 / 4, 4 / 3),  # its width / height range (torchvision's default)
+      color_jitter_p=0.0,     # probability of ColorJitter (FastReID CJ.PROB: 0.5)
+      color_jitter=(0.15, 0.15, 0.1, 0.1),  # brightness, contrast, saturation, hue (FastReID CJ)
+      grayscale_p=0.0,        # ITU-R 601-2 luma on 3 channels
+      blur_p=0.0, blur_sigma=(0.1, 2.0),  # Gaussian blur, sigma uniform in range (SimCLR)
+      blur_kernel=9,          # odd kernel side in pixels (SimCLR: ~10% of the image side)
+      cutout_p=0.0, cutout_size=64,  # a square of zeros, side in pixels (DeVries & Taylor)
+      random_patch_p=0.0,     # paste a patch of an earlier image (FastReID RPT.PROB: 0.5)
+      random_patch_pool=512,  # ...taken from the previous this-many images of the stream
       num_instances=4,        # K of the P x K identity sampler
       num_threads=2,          # grain read threads per host
       workers=0,              # grain worker processes (0 = in-process)
@@ -25,10 +37,18 @@ def data(*, train: str, test: str, root: str, height: int, width: int) -> ml_col
 
 
 def loss(**overrides) -> ml_collections.ConfigDict:
-  """Bag-of-tricks: CE with label smoothing 0.1 + batch-hard triplet, margin 0.3."""
+  """Bag-of-tricks: CE with label smoothing 0.1 + batch-hard triplet, margin 0.3.
+
+  See `jreid.losses.objective`; a part with weight 0 is not computed.
+  """
   config = ml_collections.ConfigDict(dict(
       ce_weight=1.0, label_smoothing=0.1,
-      triplet_weight=1.0, triplet_margin=0.3, triplet_soft_margin=False))
+      softmax="linear",          # "linear" | "arcface" | "cosface" | "circle" (cosine classifier)
+      softmax_scale=64.0, softmax_margin=0.35,
+      focal_weight=0.0, focal_alpha=0.25, focal_gamma=2.0,
+      triplet_weight=1.0, triplet_margin=0.3, triplet_soft_margin=False,
+      triplet_normalize=False,   # L2-normalise features before the triplet distances
+      circle_weight=0.0, circle_margin=0.25, circle_gamma=128.0))  # pairwise circle loss
   config.update(overrides)
   return config
 
@@ -41,14 +61,18 @@ def optim(**overrides) -> ml_collections.ConfigDict:
       schedule="multistep", milestones=(), gamma=0.1,
       cosine_delay_steps=0, min_lr=0.0,
       warmup_steps=0, warmup_factor=0.1,
-      clip_grad_norm=0.0))
+      clip_grad_norm=0.0,
+      groups=(),          # ((path regex, lr multiplier, wd multiplier), ...); first match wins
+      freeze="",          # path regex held fixed (params and BN statistics) ...
+      freeze_steps=0))    # ... for this many first steps (SBS: "backbone/.*", 1000)
   config.update(overrides)
   return config
 
 
 def train(**overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
-      batch_size=64, steps=1000, log_every=50, checkpoint_every=500, keep_checkpoints=3))
+      batch_size=64, steps=1000, log_every=50, checkpoint_every=500, keep_checkpoints=3,
+      compute_dtype="float32"))  # "bfloat16": mixed precision (float32 weights and losses)
   config.update(overrides)
   return config
 

@@ -2,7 +2,9 @@
 
 Every random choice is a pure function of (seed, position in the stream):
 which records fill batch b comes from the epoch's sampler permutation, and each
-image's augmentation from `default_rng([seed, global_position])`. So the
+image's augmentation from `default_rng([seed, global_position])` (random
+patch also reads the records at the previous positions, themselves fixed by
+the seed). So the
 stream is identical on any number of hosts/devices and after a resume, and the
 grain iterator state saved with a checkpoint is just the next position.
 """
@@ -15,7 +17,7 @@ from typing import Sequence
 import grain
 import numpy as np
 
-from jreid.data import transforms
+from jreid.data import augment, transforms
 from jreid.data.records import Record
 from jreid.errors import ConfigError
 
@@ -63,7 +65,11 @@ class IdentitySampler:
 
 @dataclasses.dataclass(frozen=True)
 class ImageOptions:
-  """What `load_train` / `load_test` do to an image (from `config.data`)."""
+  """What `load_train` / `load_test` do to an image (from `config.data`).
+
+  The augmentations after `std` are off by default; see `config_blocks.data`
+  for what each does and `augment` for the order they run in.
+  """
   height: int
   width: int
   flip_p: float = 0.5
@@ -71,20 +77,70 @@ class ImageOptions:
   erase_p: float = 0.5
   mean: tuple[float, float, float] = transforms.IMAGENET_MEAN
   std: tuple[float, float, float] = transforms.IMAGENET_STD
+  autoaug_p: float = 0.0
+  rrc_scale: tuple[float, ...] = ()
+  rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+  color_jitter_p: float = 0.0
+  color_jitter: tuple[float, float, float, float] = (0.15, 0.15, 0.1, 0.1)
+  grayscale_p: float = 0.0
+  blur_p: float = 0.0
+  blur_sigma: tuple[float, float] = (0.1, 2.0)
+  blur_kernel: int = 9
+  cutout_p: float = 0.0
+  cutout_size: int = 64
+  random_patch_p: float = 0.0
+  random_patch_pool: int = 512
 
   @classmethod
   def from_config(cls, data_config) -> "ImageOptions":
-    return cls(height=data_config.height, width=data_config.width, flip_p=data_config.flip_p,
-               padding=data_config.padding, erase_p=data_config.erase_p,
-               mean=tuple(data_config.mean), std=tuple(data_config.std))
+    d = data_config
+    return cls(height=d.height, width=d.width, flip_p=d.flip_p, padding=d.padding,
+               erase_p=d.erase_p, mean=tuple(d.mean), std=tuple(d.std),
+               autoaug_p=d.autoaug_p, rrc_scale=tuple(d.rrc_scale), rrc_ratio=tuple(d.rrc_ratio),
+               color_jitter_p=d.color_jitter_p, color_jitter=tuple(d.color_jitter),
+               grayscale_p=d.grayscale_p, blur_p=d.blur_p, blur_sigma=tuple(d.blur_sigma),
+               blur_kernel=d.blur_kernel, cutout_p=d.cutout_p, cutout_size=d.cutout_size,
+               random_patch_p=d.random_patch_p, random_patch_pool=d.random_patch_pool)
 
 
-def load_train(record: Record, options: ImageOptions, rng: np.random.Generator) -> np.ndarray:
-  image = transforms.resize(transforms.decode(record.path), (options.height, options.width))
-  image = transforms.random_flip(image, rng, options.flip_p)
-  image = transforms.pad_crop(image, rng, options.padding)
-  image = transforms.random_erase(image, rng, options.erase_p)
-  return transforms.normalize(image, options.mean, options.std)
+class _Donors:
+  """Images of the records before this one in the global stream, decoded only when indexed.
+
+  `random_patch` cuts its occluder from one of them: like FastReID's patch pool
+  of recently seen images, but fixed by (seed, position) instead of by which
+  worker thread happened to load what.
+  """
+
+  def __init__(self, records: Sequence[Record], size: tuple[int, int]):
+    self.records = records
+    self.size = size
+
+  def __len__(self) -> int:
+    return len(self.records)
+
+  def __getitem__(self, index: int) -> np.ndarray:
+    return transforms.resize(transforms.decode(self.records[index].path), self.size)
+
+
+def load_train(record: Record, options: ImageOptions, rng: np.random.Generator,
+               donors: Sequence[Record] = ()) -> np.ndarray:
+  """One training image; `donors` are the records random patch may cut occluders from."""
+  o = options
+  size = (o.height, o.width)
+  image = augment.auto_augment(transforms.decode(record.path), rng, o.autoaug_p)
+  if o.rrc_scale:
+    image = augment.random_resized_crop(image, rng, size, o.rrc_scale, o.rrc_ratio)
+  else:
+    image = transforms.resize(image, size)
+  image = transforms.random_flip(image, rng, o.flip_p)
+  image = transforms.pad_crop(image, rng, o.padding)
+  image = augment.color_jitter(image, rng, *o.color_jitter, p=o.color_jitter_p)
+  image = augment.random_grayscale(image, rng, o.grayscale_p)
+  image = augment.gaussian_blur(image, rng, o.blur_p, o.blur_sigma, o.blur_kernel)
+  image = transforms.random_erase(image, rng, o.erase_p)
+  image = augment.random_patch(image, rng, o.random_patch_p, _Donors(donors, size))
+  image = augment.cutout(image, rng, o.cutout_p, o.cutout_size)
+  return transforms.normalize(image, o.mean, o.std)
 
 
 def load_test(record: Record, options: ImageOptions) -> np.ndarray:
@@ -112,6 +168,19 @@ class _HostStream:
     return global_position, self.sampler[global_position]
 
 
+class _StreamSlice:
+  """records[sampler[q]] for q in [start, stop), looked up only when indexed."""
+
+  def __init__(self, records: Sequence[Record], sampler: IdentitySampler, start: int, stop: int):
+    self.records, self.sampler, self.start, self.stop = records, sampler, start, stop
+
+  def __len__(self) -> int:
+    return self.stop - self.start
+
+  def __getitem__(self, index: int) -> Record:
+    return self.records[self.sampler[self.start + index]]
+
+
 def train_dataset(records: Sequence[Record], *, options: ImageOptions, batch_size: int,
                   num_instances: int, num_steps: int, seed: int, host: int = 0,
                   num_hosts: int = 1, num_threads: int = 2, workers: int = 0) -> grain.IterDataset:
@@ -122,11 +191,18 @@ def train_dataset(records: Sequence[Record], *, options: ImageOptions, batch_siz
   sampler = IdentitySampler([r.pid for r in records], batch_size, num_instances, seed)
   stream = _HostStream(sampler, num_steps, host, num_hosts)
 
+  def earlier(global_position):
+    if options.random_patch_p <= 0:
+      return ()
+    first = max(0, global_position - options.random_patch_pool)
+    return _StreamSlice(records, sampler, first, global_position)
+
   def load(item):
     global_position, index = item
     record = records[index]
     rng = np.random.default_rng([seed, global_position])
-    return {"image": load_train(record, options, rng), "label": np.int32(record.pid),
+    return {"image": load_train(record, options, rng, earlier(global_position)),
+            "label": np.int32(record.pid),
             "camid": np.int32(record.camid), "domain": np.int32(record.domain)}
 
   dataset = grain.MapDataset.source(stream).map(load).batch(stream.local, drop_remainder=True)

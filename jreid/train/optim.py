@@ -3,7 +3,8 @@
 Weight decay is the coupled L2 of PyTorch's Adam/SGD (added to the gradient
 before the moment estimates), which is what FastReID's published numbers use;
 `adamw` is the decoupled form. Schedules are step-based; the recipes' epoch
-values are converted in the configs.
+values are converted in the configs. Per-group multipliers and the timed
+freeze are in `param_groups`.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from jreid.errors import ConfigError
+from jreid.train import param_groups
 
 
 def warmup_factor(step, warmup_steps: int, start_factor: float):
@@ -53,30 +55,41 @@ def learning_rate_schedule(config, total_steps: int) -> optax.Schedule:
   return schedule
 
 
-def _adam(config, lr):
-  return optax.chain(optax.add_decayed_weights(config.weight_decay),
-                     optax.scale_by_adam(b1=config.beta1, b2=config.beta2, eps=config.eps),
-                     optax.scale_by_learning_rate(lr))
+def _adam(config):
+  return optax.chain(param_groups.add_group_decayed_weights(config.weight_decay, config.groups),
+                     optax.scale_by_adam(b1=config.beta1, b2=config.beta2, eps=config.eps))
 
 
-def _adamw(config, lr):
-  return optax.adamw(lr, b1=config.beta1, b2=config.beta2, eps=config.eps,
-                     weight_decay=config.weight_decay)
+def _adamw(config):
+  return optax.chain(optax.scale_by_adam(b1=config.beta1, b2=config.beta2, eps=config.eps),
+                     param_groups.add_group_decayed_weights(config.weight_decay, config.groups))
 
 
-def _sgd(config, lr):
-  return optax.chain(optax.add_decayed_weights(config.weight_decay),
-                     optax.sgd(lr, momentum=config.momentum or None, nesterov=config.nesterov))
+def _sgd(config):
+  momentum = (optax.trace(decay=config.momentum, nesterov=config.nesterov) if config.momentum
+              else optax.identity())
+  return optax.chain(param_groups.add_group_decayed_weights(config.weight_decay, config.groups),
+                     momentum)
 
 
+# Each is the optimiser without its learning rate, which `build` applies last
+# so that the frozen group's held state never delays the global schedule.
 OPTIMIZERS = {"adam": _adam, "adamw": _adamw, "sgd": _sgd}
 
 
 def build(config, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
   if config.name not in OPTIMIZERS:
     raise ConfigError(f"optim.name={config.name!r}; known: {sorted(OPTIMIZERS)}")
+  param_groups.check_groups(config.groups)
   schedule = learning_rate_schedule(config, total_steps)
-  tx = OPTIMIZERS[config.name](config, schedule)
+  tx = OPTIMIZERS[config.name](config)
+  if config.freeze_steps > 0:
+    if not config.freeze:
+      raise ConfigError("optim.freeze_steps > 0 needs optim.freeze, a parameter path pattern")
+    tx = param_groups.freeze_for(tx, config.freeze, config.freeze_steps)
+  tx = optax.chain(tx, optax.scale_by_learning_rate(schedule))
+  if config.groups:
+    tx = optax.chain(tx, param_groups.scale_by_group_lr(config.groups))
   if config.clip_grad_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(config.clip_grad_norm), tx)
   return tx, schedule
