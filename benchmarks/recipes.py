@@ -1,0 +1,101 @@
+"""Recipe comparisons on SynthPerson `small`: full training runs of several configs, one JSON.
+
+    python -m benchmarks.recipes --out=benchmarks/results/recipes_synth.json
+    python -m benchmarks.recipes --only=bot,sbs --root=/tmp/recipes
+
+Each run is `python -m jreid.main --config=... --workdir=<root>/<name>` as a
+user would type it; a run whose `results.json` already exists is read, not
+repeated (delete its folder to redo it). The JSON holds every run's test
+metrics (percent), wall time and command, and the comparisons the Toolbox
+issue asks for:
+
+  - `sbs_minus_bot`: SBS vs bag-of-tricks mAP (configs/sbs.py:synth vs
+    configs/baseline.py:synth);
+  - `bf16_minus_fp32`: the baseline trained with `train.compute_dtype=bfloat16`
+    vs float32;
+  - `distilled_minus_student`: the ResNet-34 student trained alone vs
+    distilled from the baseline model (`configs/distill.py:synth`; the
+    teacher is the `bot` run).
+"""
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+from benchmarks.common import write_result
+
+# name -> (config, extra flags); "{root}" is replaced by --root. Order matters:
+# the distillation runs need the `bot` run's checkpoint as their teacher.
+RUNS = {
+    "bot": ("configs/baseline.py:synth", []),
+    "sbs": ("configs/sbs.py:synth", []),
+    "bot_bf16": ("configs/baseline.py:synth", ["--config.train.compute_dtype=bfloat16"]),
+    "student": ("configs/distill.py:synth_student", []),
+    "distilled": ("configs/distill.py:synth", ["--config.teacher.checkpoint={root}/bot"]),
+}
+COMPARISONS = {
+    "sbs_minus_bot": ("sbs", "bot"),
+    "bf16_minus_fp32": ("bot_bf16", "bot"),
+    "distilled_minus_student": ("distilled", "student"),
+}
+
+
+def run(name: str, root: pathlib.Path) -> dict:
+  config, flags = RUNS[name]
+  workdir = root / name
+  command = [sys.executable, "-m", "jreid.main", f"--config={config}", f"--workdir={workdir}",
+             *(flag.format(root=root) for flag in flags)]
+  results_file = workdir / "results.json"
+  wall = None
+  if not results_file.exists():
+    print(f"[recipes] {name}: {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    wall = time.perf_counter() - start
+  results = json.loads(results_file.read_text())
+  test = next(v for v in results.values() if isinstance(v, dict) and "mAP" in v)
+  return {"config": config, "flags": flags, "command": " ".join(command[1:]),
+          "wall_s": wall if wall is not None else _recorded_wall(root, name),
+          "mAP": test.get("mAP"), "rank1": test.get("rank1"), "mINP": test.get("mINP"),
+          "results": results}
+
+
+def _recorded_wall(root: pathlib.Path, name: str):
+  """The wall time an earlier invocation of this script measured for `name`, if any."""
+  record = root / "walls.json"
+  return json.loads(record.read_text()).get(name) if record.exists() else None
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--root", default="/tmp/jreid_recipes")
+  parser.add_argument("--only", default="", help="comma-separated run names; default all")
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  root = pathlib.Path(args.root).resolve()
+  root.mkdir(parents=True, exist_ok=True)
+  names = [n for n in args.only.split(",") if n] or list(RUNS)
+  unknown = sorted(set(names) - set(RUNS))
+  if unknown:
+    parser.error(f"unknown runs {unknown}; known: {list(RUNS)}")
+
+  runs = {}
+  for name in names:
+    runs[name] = run(name, root)
+    walls = json.loads((root / "walls.json").read_text()) if (root / "walls.json").exists() else {}
+    walls[name] = runs[name]["wall_s"]
+    (root / "walls.json").write_text(json.dumps(walls, indent=2))
+    print(f"[recipes] {name}: mAP {runs[name]['mAP']:.2f} rank-1 {runs[name]['rank1']:.2f} "
+          f"wall {runs[name]['wall_s']} s", flush=True)
+  comparisons = {key: {"runs": pair, "mAP_difference": runs[pair[0]]["mAP"] - runs[pair[1]]["mAP"],
+                       "rank1_difference": runs[pair[0]]["rank1"] - runs[pair[1]]["rank1"]}
+                 for key, pair in COMPARISONS.items() if set(pair) <= set(runs)}
+  for key, value in comparisons.items():
+    print(f"[recipes] {key}: mAP {value['mAP_difference']:+.2f}", flush=True)
+  write_result(args.out, {"dataset": "synth_small", "runs": runs, "comparisons": comparisons})
+
+
+if __name__ == "__main__":
+  main()
