@@ -5,6 +5,10 @@ The returned object has `init(rng, images) -> state`, a pure
 `features(state, images) -> embeddings`; the shared loop does the rest.
 Methods whose model has a spatial map may add `spatial_features(state, images)
 -> (B, locations, C)`, which evaluation uses for DSR matching (`eval.dsr`).
+Methods whose state holds weights read from another run (a distillation
+teacher) add `load_weights(state) -> state`: `init` runs under jit, where no
+file can be read, so the loop calls it on a freshly initialised state (a
+resumed state already holds those weights).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from jreid.errors import ConfigError
 
 METHODS = {
     "supervised": "jreid.methods.supervised",
+    "distill": "jreid.methods.distill",
 }
 
 

@@ -67,7 +67,8 @@ def prepare(config) -> Prepared:
   sample = jnp.zeros((1, options.height, options.width, 3), jnp.float32)
   abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
                                 jax.eval_shape(method.init, init_rng, sample))
-  fresh_state = lambda: jax.jit(method.init, out_shardings=repl)(init_rng, sample)
+  load_weights = getattr(method, "load_weights", lambda state: state)  # see jreid.methods
+  fresh_state = lambda: load_weights(jax.jit(method.init, out_shardings=repl)(init_rng, sample))
   return Prepared(data, mesh, tx, method, options, abstract_state, fresh_state)
 
 
