@@ -58,3 +58,14 @@ def test_gradient_is_softmax_minus_target():
   q[np.arange(3), labels] = 0.9
   np.testing.assert_allclose(grad, (p - q) / 3, rtol=1e-5, atol=1e-7)
   assert LOSSES["cross_entropy"] is cross_entropy
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_all_equal_logits_and_single_sample_classes(eps):
+  # Equal logits predict 1/K for every class: -sum_k q_k log(1/K) = log K whatever the smoothing,
+  # and every label here is the only sample of its class.
+  logits = np.full((3, 5), 2.5, np.float32)
+  labels = np.array([0, 3, 4])
+  np.testing.assert_allclose(cross_entropy(logits, labels, eps), np.log(5.0), rtol=1e-6)
+  np.testing.assert_allclose(cross_entropy(logits, labels, eps), _numpy_ce(logits, labels, eps),
+                             rtol=1e-6)
