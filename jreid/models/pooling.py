@@ -72,3 +72,24 @@ class IdentityPool(nn.Module):
 
 POOLINGS = {"avg": AvgPool, "max": MaxPool, "gem": GeM, "attention": AttentionPool,
             "identity": IdentityPool}
+
+
+def stripe_bounds(height: int, parts: int) -> list[tuple[int, int]]:
+  """Row ranges [start, end) of `parts` horizontal stripes of a map `height` rows high.
+
+  torch's AdaptiveAvgPool2d((parts, 1)) bins, which PCB uses:
+  start = floor(i * H / p), end = ceil((i + 1) * H / p). When p divides H these
+  are equal, disjoint stripes; otherwise neighbouring stripes share a row
+  (H = 16, p = 3: [0, 6), [5, 11), [10, 16)), where FastReID's MGN `torch.chunk`
+  would give unequal stripes (6, 6, 4 rows). Shared by MGN and PCB, so both
+  split alike; at the published sizes (24 or 16 rows and p = 2, 6) they agree
+  with the papers.
+  """
+  if not 1 <= parts <= height:
+    raise ConfigError(f"cannot split a map {height} rows high into {parts} stripes")
+  return [(i * height // parts, -(-(i + 1) * height // parts)) for i in range(parts)]
+
+
+def horizontal_stripes(x: jax.Array, parts: int) -> list[jax.Array]:
+  """The `parts` stripes (B, h_i, W, C) of a (B, H, W, C) map, top to bottom (see `stripe_bounds`)."""
+  return [x[:, start:end] for start, end in stripe_bounds(x.shape[1], parts)]

@@ -18,8 +18,15 @@ tree is the same.
 
 The parameter tree is `backbone/...` (see `jreid.models.backbones.resnet`),
 `pooling/p` (learnable GeM only), `head/neck/...`, `head/classifier/kernel`.
+
+`meta` picks the meta-architecture: "reid" (this module's `ReID`), "mgn"
+(`jreid.models.mgn`) or "pcb" (`jreid.models.pcb`); each documents its
+tree. Keys a meta-architecture does not use must stay at their defaults, so
+that a setting never silently does nothing.
 """
 from __future__ import annotations
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -27,11 +34,21 @@ import ml_collections
 
 from jreid.errors import ConfigError
 from jreid.models.backbones import BACKBONES
+from jreid.models.backbones.resnet import ResNet
 from jreid.models.heads import BNNeck, LinearHead, ReductionHead
+from jreid.models.mgn import MGN
+from jreid.models.pcb import PCB
 from jreid.models.pooling import POOLINGS
 
 TEST_FEATURES = ("neck", "pre_neck")
 HEADS = ("bnneck", "linear", "reduction")
+METAS = ("reid", "mgn", "pcb")
+# Keys each meta-architecture ignores; they must keep their default values.
+_UNUSED = {
+    "reid": ("num_parts", "part_dim"),
+    "mgn": ("head", "embed_dim", "dropout", "num_parts", "part_dim"),
+    "pcb": ("head", "neck_bias", "embed_dim"),
+}
 
 
 def default_model_config() -> ml_collections.ConfigDict:
@@ -49,7 +66,10 @@ def default_model_config() -> ml_collections.ConfigDict:
       test_feature="neck",
       head="bnneck",   # "bnneck" | "linear" (classifier on the pooled feature) | "reduction"
       embed_dim=0,     # reduction head: output dimension
-      dropout=0.0,     # reduction head: dropout after the reduction
+      dropout=0.0,     # reduction head: dropout after the reduction; pcb: before each part classifier
+      meta="reid",     # "reid" (backbone, pooling, head) | "mgn" (jreid.models.mgn) | "pcb" (jreid.models.pcb)
+      num_parts=6,     # pcb: horizontal stripes of the final map (the paper's 6)
+      part_dim=256,    # pcb: per-stripe reduced dimension (the paper's 256; test feature num_parts * part_dim)
   ))
 
 
@@ -87,13 +107,34 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int, *,
   if num_classes < 1:
     raise ConfigError(f"num_classes must be positive, got {num_classes}")
 
+  if model_cfg.meta not in METAS:
+    raise ConfigError(f"model.meta={model_cfg.meta!r}; choose one of {METAS}")
+  defaults = default_model_config()
+  for key in _UNUSED[model_cfg.meta]:
+    if model_cfg[key] != defaults[key]:
+      raise ConfigError(f"model.{key}={model_cfg[key]!r} has no effect with model.meta="
+                        f"{model_cfg.meta!r}; leave it at {defaults[key]!r}")
+
+  if model_cfg.pooling == "gem":
+    make_pooling = functools.partial(POOLINGS["gem"], p=model_cfg.gem_p,
+                                     learnable_p=model_cfg.gem_learnable)
+  else:
+    make_pooling = POOLINGS[model_cfg.pooling]
+  if model_cfg.meta == "mgn":
+    return _build_mgn(model_cfg, num_classes, make_pooling, cosine_classifier)
+
   backbone = BACKBONES[model_cfg.backbone](
       width=model_cfg.width, last_stride=model_cfg.last_stride, ibn=model_cfg.ibn,
       non_local=model_cfg.non_local)
-  if model_cfg.pooling == "gem":
-    pooling = POOLINGS["gem"](p=model_cfg.gem_p, learnable_p=model_cfg.gem_learnable)
-  else:
-    pooling = POOLINGS[model_cfg.pooling]()
+  pooling = make_pooling()
+  if model_cfg.meta == "pcb":
+    if model_cfg.num_parts < 1 or model_cfg.part_dim < 1:
+      raise ConfigError(f"model.meta='pcb' needs model.num_parts and model.part_dim > 0, got "
+                        f"{model_cfg.num_parts} and {model_cfg.part_dim}")
+    return PCB(backbone=backbone, pooling=pooling, num_classes=num_classes,
+               num_parts=model_cfg.num_parts, part_dim=model_cfg.part_dim,
+               dropout=model_cfg.dropout, cosine=cosine_classifier,
+               test_feature=model_cfg.test_feature)
   if model_cfg.head not in HEADS:
     raise ConfigError(f"model.head={model_cfg.head!r}; choose one of {HEADS}")
   if model_cfg.head == "reduction" and model_cfg.embed_dim < 1:
@@ -108,3 +149,21 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int, *,
                          cosine=cosine_classifier)
   return ReID(backbone=backbone, pooling=pooling, head=head,
               test_feature=model_cfg.test_feature)
+
+
+def _build_mgn(model_cfg, num_classes, make_pooling, cosine_classifier) -> MGN:
+  """MGN splits a `ResNet` after layer3_0, so it needs that class (any depth, width, IBN, ResNeXt).
+
+  `last_stride` is the part branches' layer4 stride (the paper's 1 is the
+  default); the global branch b1 always keeps stride 2.
+  """
+  entry = BACKBONES[model_cfg.backbone]
+  supported = sorted(name for name, e in BACKBONES.items() if getattr(e, "func", e) is ResNet)
+  if getattr(entry, "func", entry) is not ResNet:
+    raise ConfigError(f"model.meta='mgn' splits a ResNet after layer3_0 and does not support "
+                      f"model.backbone={model_cfg.backbone!r}; choose one of {supported}")
+  resnet = functools.partial(entry, width=model_cfg.width, ibn=model_cfg.ibn,
+                             non_local=model_cfg.non_local)
+  return MGN(resnet=resnet, pooling=make_pooling, num_classes=num_classes,
+             neck_bias=model_cfg.neck_bias, cosine=cosine_classifier,
+             part_stride=model_cfg.last_stride, test_feature=model_cfg.test_feature)

@@ -180,12 +180,23 @@ def stem_max_pool(x: jax.Array, ceil_mode: bool) -> jax.Array:
   return nn.max_pool(x, (3, 3), strides=(2, 2), padding=pads)
 
 
+Block = tuple[int, int]  # (stage 1..4, block index from 0), as in `layer{stage}_{index}`
+
+
 class ResNet(nn.Module):
   """A ResNet trunk without the classifier: `(x, *, train) -> (layer4 map, intermediates)`.
 
   Input NHWC float images. `intermediates` holds `stem` (after the max pool,
   stride 4, as detectron2's stem) and `layer1`..`layer4` (strides 4, 8, 16,
   and 16 or 32 by `last_stride`; after the stage's non-local blocks).
+
+  `first`/`last` run only a range of blocks, so multi-branch models (MGN)
+  reuse this code and its parameter names for a shared trunk and per-branch
+  copies of the later blocks: `last=(3, 0)` stops after layer3_0 and returns
+  that map; `first=(3, 1)` skips the stem and everything before layer3_1 and
+  takes that map as input. Blocks keep their full-network names, strides and
+  IBN / non-local positions; `intermediates` holds only the stages completed
+  within the range. The defaults run the whole network.
   """
   block: type[BasicBlock] | type[Bottleneck]
   stage_sizes: Sequence[int]
@@ -197,6 +208,8 @@ class ResNet(nn.Module):
   non_local_stages: Sequence[int] = (0, 0, 0, 0)
   groups: int = 1
   width_per_group: int = 64
+  first: Block | None = None
+  last: Block | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -206,18 +219,24 @@ class ResNet(nn.Module):
     if self.non_local and not any(self.non_local_stages):
       raise ConfigError("model.non_local: this backbone has no (FastReID) non-local positions")
     groups = max(1, self.groups * self.width // 64)
-    x = Conv(self.width, 7, stride=2, padding=3, name="conv1")(x)
-    if kind == "b":
-      x = instance_norm(name="bn1")(x)
-    else:
-      x = batch_norm(name="bn1")(x, use_running_average=not train)
-    x = stem_max_pool(nn.relu(x), self.ceil_mode_pool)
-    intermediates = {"stem": x}
+    intermediates = {}
+    if self.first is None:
+      x = Conv(self.width, 7, stride=2, padding=3, name="conv1")(x)
+      if kind == "b":
+        x = instance_norm(name="bn1")(x)
+      else:
+        x = batch_norm(name="bn1")(x, use_running_average=not train)
+      x = stem_max_pool(nn.relu(x), self.ceil_mode_pool)
+      intermediates["stem"] = x
+    first = self.first or (1, 0)
+    last = self.last or (len(self.stage_sizes), self.stage_sizes[-1] - 1)
     strides = (1, 2, 2, self.last_stride)
     for i, (blocks, stride) in enumerate(zip(self.stage_sizes, strides)):
       planes = self.width * 2 ** i
       n_local = self.non_local_stages[i] if self.non_local else 0
       for j in range(blocks):
+        if not first <= (i + 1, j) <= last:
+          continue
         x = self.block(planes, stride=stride if j == 0 else 1,
                        ibn=kind == "a" and i < 3,
                        ibn_b=kind == "b" and i < 2 and j == blocks - 1,
@@ -227,5 +246,6 @@ class ResNet(nn.Module):
         k = j - (blocks - n_local)
         if k >= 0:
           x = NonLocal(name=f"NL_{i + 1}_{k}")(x, train=train)
-      intermediates[f"layer{i + 1}"] = x
+        if j == blocks - 1:
+          intermediates[f"layer{i + 1}"] = x
     return x, intermediates
