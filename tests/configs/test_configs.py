@@ -23,6 +23,8 @@ PRESETS = {
     "configs/baseline.py": ("", "r50_ibn", "synth", "smoke"),
     "configs/sbs.py": ("", "synth", "smoke"),
     "configs/distill.py": ("", "teacher", "synth", "synth_student", "smoke"),
+    "configs/mgn.py": ("", "synth", "smoke"),
+    "configs/pcb.py": ("", "synth", "smoke"),
 }
 # Smoke presets that need another run first are trained in their own tests.
 NEEDS_ANOTHER_RUN = {"configs/distill.py": "tests/methods/test_distill_end_to_end.py"}
