@@ -35,34 +35,10 @@ def get_config(arg: str = ""):
   config.model = default_model_config()
   config.model.update(meta="mgn", backbone="resnet50", ibn="a", pooling="gem", gem_p=3.0,
                       gem_learnable=True, test_feature="neck")
-  config.loss = config_blocks.loss(softmax="circle", softmax_scale=64.0, softmax_margin=0.35,
-                                   label_smoothing=0.1, triplet_soft_margin=True)
-  iters_per_epoch = 202
-  config.optim = config_blocks.optim(schedule="cosine", cosine_delay_steps=30 * iters_per_epoch,
-                                     min_lr=7.7e-7, warmup_steps=2000, warmup_factor=0.1,
-                                     freeze="(backbone|b1|b2|b3)/.*", freeze_steps=1000)
-  config.train = config_blocks.train(batch_size=64, steps=60 * iters_per_epoch, log_every=100,
-                                     checkpoint_every=2000, compute_dtype="bfloat16")
-  config.eval = config_blocks.evaluation()
-  config.data = config_blocks.data(train="market1501", test="market1501", root="~/datasets",
-                                   height=384, width=128)
-  config.data.update(num_instances=16, autoaug_p=0.1)
-
-  if arg == "synth":
-    config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
-                       height=128, width=64, padding=5, num_instances=8)
-    config.model.update(width=8)
-    config.train.update(steps=900, log_every=50, checkpoint_every=300, compute_dtype="float32")
-    config.optim.update(warmup_steps=150, freeze_steps=75, cosine_delay_steps=450)
-    config.eval.update(before_training=True)
-  elif arg == "smoke":
-    config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
-                       height=48, width=16, padding=2, num_instances=4)
-    config.model.update(backbone="resnet18", width=8)
-    config.train.update(batch_size=16, steps=4, log_every=1, checkpoint_every=2,
-                        compute_dtype="float32")
-    config.optim.update(warmup_steps=2, freeze_steps=1, cosine_delay_steps=2)
-    config.eval.update(batch_size=32)
-  elif arg:
+  config_blocks.sbs_recipe(config, arg, freeze="(backbone|b1|b2|b3)/.*", synth_width=8)
+  if arg == "smoke":
+    config.data.update(height=48)  # 3 stripes need 3 rows on the 1/16 map
+    config.model.update(backbone="resnet18")
+  if arg not in ("", "synth", "smoke"):
     raise ValueError(f"unknown preset {arg!r} for configs/mgn.py; use '', 'synth' or 'smoke'")
   return config

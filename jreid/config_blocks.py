@@ -100,3 +100,44 @@ def run(*, method: str, seed: int = 0) -> ml_collections.ConfigDict:
       resume="",        # a workdir or checkpoints/ folder to continue (state, step, data)
       init_from="",     # a workdir or checkpoints/ folder to take matching weights from
       distributed=False))  # call jax.distributed.initialize() (multi-host)
+
+
+def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "backbone/.*",
+               synth_width: int = 16) -> None:
+  """FastReID's Base-SBS.yml training recipe, shared by configs/sbs.py and configs/mgn.py.
+
+  Sets `loss`, `optim`, `train`, `eval` and `data` (the model is the config's
+  own): CircleSoftmax s=64 m=0.35 with CE eps 0.1, soft-margin triplet;
+  Adam 3.5e-4, wd 5e-4, 60 epochs of 202 iterations, warmup 2000 from 0.1,
+  constant to epoch 30 then cosine to 7.7e-7, `freeze` held for 1000
+  iterations; bfloat16 (FastReID's AMP); Market-1501 at 384x128, 16
+  instances, AutoAugment p=0.1. `arg` "synth" keeps the schedule's fractions
+  over 900 steps on SynthPerson `small` at 128x64 with 8 instances (its
+  identities have 10-14 images) and float32 (faster on CPU); "smoke" is the
+  seconds-long test run.
+  """
+  config.loss = loss(softmax="circle", softmax_scale=64.0, softmax_margin=0.35,
+                     label_smoothing=0.1, triplet_soft_margin=True)
+  iters_per_epoch = 202
+  config.optim = optim(schedule="cosine", cosine_delay_steps=30 * iters_per_epoch, min_lr=7.7e-7,
+                       warmup_steps=2000, warmup_factor=0.1, freeze=freeze, freeze_steps=1000)
+  config.train = train(batch_size=64, steps=60 * iters_per_epoch, log_every=100,
+                       checkpoint_every=2000, compute_dtype="bfloat16")
+  config.eval = evaluation()
+  config.data = data(train="market1501", test="market1501", root="~/datasets", height=384, width=128)
+  config.data.update(num_instances=16, autoaug_p=0.1)
+  if arg == "synth":
+    config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
+                       height=128, width=64, padding=5, num_instances=8)
+    config.model.update(width=synth_width)
+    config.train.update(steps=900, log_every=50, checkpoint_every=300, compute_dtype="float32")
+    config.optim.update(warmup_steps=150, freeze_steps=75, cosine_delay_steps=450)
+    config.eval.update(before_training=True)
+  elif arg == "smoke":
+    config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
+                       height=32, width=16, padding=2, num_instances=4)
+    config.model.update(width=8)
+    config.train.update(batch_size=16, steps=4, log_every=1, checkpoint_every=2,
+                        compute_dtype="float32")
+    config.optim.update(warmup_steps=2, freeze_steps=1, cosine_delay_steps=2)
+    config.eval.update(batch_size=32)
