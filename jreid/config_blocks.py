@@ -103,7 +103,7 @@ def run(*, method: str, seed: int = 0) -> ml_collections.ConfigDict:
 
 
 def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "backbone/.*",
-               synth_width: int = 16) -> None:
+               synth_model: dict | None = None) -> None:
   """FastReID's Base-SBS.yml training recipe, shared by configs/sbs.py and configs/mgn.py.
 
   Sets `loss`, `optim`, `train`, `eval` and `data` (the model is the config's
@@ -113,8 +113,8 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
   iterations; bfloat16 (FastReID's AMP); Market-1501 at 384x128, 16
   instances, AutoAugment p=0.1. `arg` "synth" keeps the schedule's fractions
   over 900 steps on SynthPerson `small` at 128x64 with 8 instances (its
-  identities have 10-14 images) and float32 (faster on CPU); "smoke" is the
-  seconds-long test run.
+  identities have 10-14 images), float32 (faster on CPU) and the model
+  changes in `synth_model`; "smoke" is the seconds-long test run.
   """
   config.loss = loss(softmax="circle", softmax_scale=64.0, softmax_margin=0.35,
                      label_smoothing=0.1, triplet_soft_margin=True)
@@ -129,7 +129,7 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
   if arg == "synth":
     config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
                        height=128, width=64, padding=5, num_instances=8)
-    config.model.update(width=synth_width)
+    config.model.update(synth_model or {})
     config.train.update(steps=900, log_every=50, checkpoint_every=300, compute_dtype="float32")
     config.optim.update(warmup_steps=150, freeze_steps=75, cosine_delay_steps=450)
     config.eval.update(before_training=True)
