@@ -29,6 +29,8 @@ from jreid.convert import torch_names
 from jreid.errors import CheckpointMismatchError, WeightsFileError
 
 STRIPPED_PREFIXES = ("module.", "encoder_q.", "backbone.", "base.")
+# MGN's branches (`jreid.models.mgn`) each hold a copy of the ResNet's later blocks.
+MGN_BRANCHES = ("b1", "b2", "b3")
 NESTING_KEYS = ("state_dict", "model")
 
 
@@ -162,7 +164,8 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
       else:
         merged[key] = array.astype(np.dtype(getattr(leaf, "dtype", np.float32)))
         report.loaded.append(name)
-  loaded_keys = {torch_names.jreid_key(strip_prefixes(n)) for n in report.loaded}
+  branch_keys = _fill_mgn_branches(target, merged, state_dict, report)
+  loaded_keys = {torch_names.jreid_key(strip_prefixes(n)) for n in report.loaded} | branch_keys
   mismatched_keys = {torch_names.jreid_key(strip_prefixes(n)) for n, _, _ in report.mismatched}
   report.missing = ["/".join((c,) + p) for c, p in target
                     if (c, p) not in loaded_keys and (c, p) not in mismatched_keys]
@@ -172,6 +175,36 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
     raise CheckpointMismatchError(f"{source}: none of its {len(state_dict)} tensors fits this model "
                                   f"(a different architecture or width?){hint}")
   return torch_names.unflatten(merged), report
+
+
+def _fill_mgn_branches(target: Mapping, merged: dict, state_dict: Mapping,
+                       report: LoadReport) -> set:
+  """Copies a plain ResNet's layer3_{j>=1} / layer4 tensors into each MGN branch `b{n}/...`.
+
+  The branches keep the full ResNet's block names (and shapes: b2/b3's
+  stride-1 layer4_0 has the same weights), so an ImageNet or person
+  pre-trained file fills all three, as FastReID's MGN deep-copies its
+  backbone's res_conv4 / res_g_conv5. Returns the keys filled; a file name
+  used here moves from `unused` to `loaded`.
+  """
+  by_canonical = {strip_prefixes(name): name for name in state_dict}
+  filled = set()
+  for key, leaf in target.items():
+    collection, path = key
+    if path[0] not in MGN_BRANCHES:
+      continue
+    name = by_canonical.get(torch_names.torch_name((collection, ("backbone",) + path[1:])))
+    if name is None:
+      continue
+    array = torch_names.from_torch_layout(path, np.asarray(state_dict[name]))
+    if array.shape != tuple(np.shape(leaf)):
+      continue
+    merged[key] = array.astype(np.dtype(getattr(leaf, "dtype", np.float32)))
+    filled.add(key)
+    if name in report.unused:
+      report.unused.remove(name)
+      report.loaded.append(name)
+  return filled
 
 
 def load_torch_weights(path: str | pathlib.Path, variables: Mapping) -> tuple[dict, LoadReport]:

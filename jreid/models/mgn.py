@@ -37,9 +37,8 @@ OIHW / (K, C), as `jreid.convert.torch_names`):
 with n in 1..3 and r in b1, b2, b3, b21, b22, b31, b32, b33 (BN `batch_stats`
 mirror the BN paths). Block names inside a branch are those of the full
 ResNet, so a plain ResNet's `layer3_{j>=1}` and `layer4_*` weights copy to
-each `b{n}/...` unchanged (b2/b3's stride-1 layer4_0 has the same shapes);
-note that `jreid.convert.load` does not do that copy yet and fills only
-`backbone/...`. Non-local blocks (`non_local`) stay at their
+each `b{n}/...` unchanged (b2/b3's stride-1 layer4_0 has the same shapes),
+which `jreid.convert.load` does when it reads a plain ResNet file. Non-local blocks (`non_local`) stay at their
 ResNet positions here (layer2's in the trunk, layer3's in every branch),
 whereas FastReID's MGN drops them.
 """

@@ -123,3 +123,25 @@ def test_resnest_is_refused_rather_than_misnamed():
                                        "layer1_0": {"downsample_conv": {"kernel": np.zeros((1, 1, 4, 4))}}}}}
   with pytest.raises(CheckpointMismatchError, match="ResNeSt"):
     torch_names.to_state_dict(variables)
+
+
+def test_a_plain_resnet_file_fills_the_mgn_trunk_and_all_three_branches(jreid_model, jreid_variables):
+  from jreid.models.reid import build_model, default_model_config
+  plain = jreid_variables(jreid_model("resnet18", ibn=True), seed=1)
+  state_dict, _ = torch_names.to_state_dict(plain, "torchvision")
+  config = default_model_config()
+  config.update(meta="mgn", backbone="resnet18", width=8, ibn="a")
+  mgn = jreid_variables(build_model(config, 5), seed=2)
+  merged, report = load.merge_state_dict(mgn, state_dict)
+  backbone = plain["params"]["backbone"]
+  for branch in ("b1", "b2", "b3"):
+    for block in ("layer3_1", "layer4_0", "layer4_1"):
+      np.testing.assert_array_equal(merged["params"][branch][block]["conv1"]["kernel"],
+                                    backbone[block]["conv1"]["kernel"])
+      np.testing.assert_array_equal(merged["batch_stats"][branch][block]["bn2"]["var"],
+                                    plain["batch_stats"]["backbone"][block]["bn2"]["var"])
+  np.testing.assert_array_equal(merged["params"]["backbone"]["layer3_0"]["conv1"]["kernel"],
+                                backbone["layer3_0"]["conv1"]["kernel"])
+  assert report.unused == [] and report.mismatched == []
+  # Only the eight heads (neck BNs and classifiers) stay as initialised.
+  assert report.missing and all(name.split("/")[1].endswith("_head") for name in report.missing)
