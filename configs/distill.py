@@ -32,8 +32,9 @@ Presets (`--config=configs/distill.py:<arg>`):
       python -m jreid.main --config=configs/baseline.py:synth --workdir=runs/synth
       python -m jreid.main --config=configs/distill.py:synth --workdir=runs/synth_kd \
           --config.teacher.checkpoint=runs/synth
-  Measured against the same student trained alone in
-  `benchmarks/results/recipes_synth.json` (`python -m benchmarks.recipes`).
+  Measured (`python -m benchmarks.recipes`, `recipes_synth.json`): distilled
+  mAP 18.67 / rank-1 23.57 (about 6 min on 2 CPU cores) vs the student alone
+  11.48 / 12.14 (4 min); teacher 88.88 / 94.29.
 * `synth_student`: that student trained alone (method `supervised`), the
   comparison for `synth`:
       python -m jreid.main --config=configs/distill.py:synth_student --workdir=runs/synth_r34
