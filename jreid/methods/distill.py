@@ -36,7 +36,7 @@ from jreid.losses import distill as kd
 from jreid.losses import objective
 from jreid.methods import supervised
 from jreid.models.reid import build_model, default_model_config
-from jreid.train import checkpoint, precision
+from jreid.train import checkpoint
 from jreid.train.state import TrainState
 
 LOGIT_LOSSES = ("l1_pkt", "kl_pkt")
@@ -109,7 +109,7 @@ class Distill:
 
   def teacher_outputs(self, teacher, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The frozen teacher in eval mode, in the student's compute dtype: (feature, logits) in float32."""
-    low = lambda tree: precision.cast_floating(tree, self.student.compute_dtype)
+    low = self.student.to_compute
     feature, out = self.teacher_model.apply(low(jax.lax.stop_gradient(teacher)), low(images),
                                             train=False)
     logits = _scaled(out["logits"].astype(jnp.float32), self.teacher_logit_scale)

@@ -38,12 +38,15 @@ class Supervised:
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}), opt_state=self.tx.init(params))
 
+  def to_compute(self, tree):
+    """Params or images in the compute dtype (`train.compute_dtype`); a no-op for float32."""
+    return precision.cast_floating(tree, self.compute_dtype)
+
   def apply_train(self, params, batch_stats, images, rng):
     """The training forward in the compute dtype: (outputs in float32, float32 batch-stat updates)."""
-    low = lambda tree: precision.cast_floating(tree, self.compute_dtype)
     (_, out), updates = self.model.apply(
-        {"params": low(params), "batch_stats": batch_stats}, low(images), train=True,
-        mutable=["batch_stats"], rngs={"dropout": rng})
+        {"params": self.to_compute(params), "batch_stats": batch_stats}, self.to_compute(images),
+        train=True, mutable=["batch_stats"], rngs={"dropout": rng})
     return (precision.cast_floating(out, jnp.float32),
             precision.cast_floating(updates["batch_stats"], jnp.float32))
 
@@ -70,9 +73,9 @@ class Supervised:
     return self.apply_gradients(state, grads, batch_stats, {"loss": total, **parts})
 
   def apply_eval(self, state: TrainState, images: jax.Array):
-    low = lambda tree: precision.cast_floating(tree, self.compute_dtype)
-    feature, out = self.model.apply({"params": low(state.params), "batch_stats": state.batch_stats},
-                                    low(images), train=False)
+    feature, out = self.model.apply(
+        {"params": self.to_compute(state.params), "batch_stats": state.batch_stats},
+        self.to_compute(images), train=False)
     return feature.astype(jnp.float32), out
 
   def features(self, state: TrainState, images: jax.Array) -> jax.Array:
