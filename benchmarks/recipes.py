@@ -11,6 +11,8 @@ issue asks for:
 
   - `sbs_minus_bot`: SBS vs bag-of-tricks mAP (configs/sbs.py:synth vs
     configs/baseline.py:synth);
+  - `sbs_minus_bot_long`: the same pair with every step count doubled
+    (the `synth_long` presets, 1800 steps);
   - `bf16_minus_fp32`: the baseline trained with `train.compute_dtype=bfloat16`
     vs float32;
   - `distilled_minus_student`: the ResNet-34 student trained alone vs
@@ -34,9 +36,12 @@ RUNS = {
     "bot_bf16": ("configs/baseline.py:synth", ["--config.train.compute_dtype=bfloat16"]),
     "student": ("configs/distill.py:synth_student", []),
     "distilled": ("configs/distill.py:synth", ["--config.teacher.checkpoint={root}/bot"]),
+    "bot_long": ("configs/baseline.py:synth_long", []),
+    "sbs_long": ("configs/sbs.py:synth_long", []),
 }
 COMPARISONS = {
     "sbs_minus_bot": ("sbs", "bot"),
+    "sbs_minus_bot_long": ("sbs_long", "bot_long"),
     "bf16_minus_fp32": ("bot_bf16", "bot"),
     "distilled_minus_student": ("distilled", "student"),
 }

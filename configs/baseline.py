@@ -20,6 +20,9 @@ Presets (`--config=configs/baseline.py:<arg>`):
   128x64, same losses and optimiser. Expected: see README (mAP and rank-1
   measured on a 2-core CPU; about 10 minutes including data generation).
       python -m jreid.main --config=configs/baseline.py:synth --workdir=runs/synth
+* `synth_long`: the same with every step count doubled (1800 steps), the
+  bag-of-tricks side of the longer SBS comparison (`benchmarks/recipes.py`):
+      python -m jreid.main --config=configs/baseline.py:synth_long --workdir=runs/synth_long
 * `smoke`: seconds-long run on SynthPerson `tiny` for tests.
 """
 from jreid import config_blocks
@@ -41,12 +44,13 @@ def get_config(arg: str = ""):
 
   if arg == "r50_ibn":
     config.model.update(ibn="a")
-  elif arg == "synth":
+  elif arg in ("synth", "synth_long"):
+    length = 2 if arg == "synth_long" else 1  # synth_long: the same schedule stretched 2x
     config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
                        height=128, width=64, padding=5)
     config.model.update(backbone="resnet18", width=32)
-    config.train.update(batch_size=64, steps=900, log_every=50, checkpoint_every=300)
-    config.optim.update(warmup_steps=100, milestones=(600, 800))
+    config.train.update(batch_size=64, steps=900 * length, log_every=50, checkpoint_every=300)
+    config.optim.update(warmup_steps=100 * length, milestones=(600 * length, 800 * length))
     config.eval.update(before_training=True)
   elif arg == "smoke":
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
@@ -56,5 +60,5 @@ def get_config(arg: str = ""):
     config.optim.update(warmup_steps=2, milestones=(3,))
     config.eval.update(batch_size=32)
   elif arg:
-    raise ValueError(f"unknown preset {arg!r} for configs/baseline.py; use '', 'r50_ibn', 'synth' or 'smoke'")
+    raise ValueError(f"unknown preset {arg!r} for configs/baseline.py; use '', 'r50_ibn', 'synth', 'synth_long' or 'smoke'")
   return config

@@ -31,6 +31,9 @@ Presets (`--config=configs/sbs.py:<arg>`):
   13 min on 2 CPU cores, vs the baseline's 88.88 / 94.29: not yet better at
   this scale, the CircleSoftmax loss is still falling at step 900.
       python -m jreid.main --config=configs/sbs.py:synth --workdir=runs/sbs_synth
+* `synth_long`: the same schedule stretched to 1800 steps (every step count
+  doubled), against `configs/baseline.py:synth_long`:
+      python -m jreid.main --config=configs/sbs.py:synth_long --workdir=runs/sbs_synth_long
 * `smoke`: seconds-long run on SynthPerson `tiny` for tests.
 """
 from jreid import config_blocks
@@ -45,6 +48,7 @@ def get_config(arg: str = ""):
   # Narrow ResNet-50s with non-local blocks do not learn from scratch in 900 steps (see above).
   config_blocks.sbs_recipe(config, arg, synth_model=dict(backbone="resnet18", width=32,
                                                          non_local=False))
-  if arg not in ("", "synth", "smoke"):
-    raise ValueError(f"unknown preset {arg!r} for configs/sbs.py; use '', 'synth' or 'smoke'")
+  if arg not in ("", "synth", "synth_long", "smoke"):
+    raise ValueError(f"unknown preset {arg!r} for configs/sbs.py; "
+                     "use '', 'synth', 'synth_long' or 'smoke'")
   return config

@@ -114,7 +114,7 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
   instances, AutoAugment p=0.1. `arg` "synth" keeps the schedule's fractions
   over 900 steps on SynthPerson `small` at 128x64 with 8 instances (its
   identities have 10-14 images), float32 (faster on CPU) and the model
-  changes in `synth_model`; "smoke" is the seconds-long test run.
+  changes in `synth_model`; "synth_long" stretches that schedule to 1800 steps; "smoke" is the seconds-long test run.
   """
   config.loss = loss(softmax="circle", softmax_scale=64.0, softmax_margin=0.35,
                      label_smoothing=0.1, triplet_soft_margin=True)
@@ -126,12 +126,15 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
   config.eval = evaluation()
   config.data = data(train="market1501", test="market1501", root="~/datasets", height=384, width=128)
   config.data.update(num_instances=16, autoaug_p=0.1)
-  if arg == "synth":
+  if arg in ("synth", "synth_long"):
+    length = 2 if arg == "synth_long" else 1
     config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
                        height=128, width=64, padding=5, num_instances=8)
     config.model.update(synth_model or {})
-    config.train.update(steps=900, log_every=50, checkpoint_every=300, compute_dtype="float32")
-    config.optim.update(warmup_steps=150, freeze_steps=75, cosine_delay_steps=450)
+    config.train.update(steps=900 * length, log_every=50, checkpoint_every=300,
+                        compute_dtype="float32")
+    config.optim.update(warmup_steps=150 * length, freeze_steps=75 * length,
+                        cosine_delay_steps=450 * length)
     config.eval.update(before_training=True)
   elif arg == "smoke":
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",

@@ -20,8 +20,8 @@ from jreid.train import optim
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # config file -> its presets; a new config or preset must be added here.
 PRESETS = {
-    "configs/baseline.py": ("", "r50_ibn", "synth", "smoke"),
-    "configs/sbs.py": ("", "synth", "smoke"),
+    "configs/baseline.py": ("", "r50_ibn", "synth", "synth_long", "smoke"),
+    "configs/sbs.py": ("", "synth", "synth_long", "smoke"),
     "configs/distill.py": ("", "teacher", "synth", "synth_student", "smoke"),
     "configs/mgn.py": ("", "synth", "smoke"),
     "configs/pcb.py": ("", "synth", "smoke"),
