@@ -2,9 +2,10 @@
 
 Every backbone conv goes through `Conv` (and its pure core `conv2d`) for two
 reasons: pretrained PyTorch weights then map one to one (explicit symmetric
-padding, OIHW <-> HWIO is the only change), and the convolution itself can be
-swapped in one place (a custom-VJP conv that is faster on CPU is planned)
-without touching any model.
+padding, OIHW <-> HWIO is the only change), and the convolution itself is
+swapped in one place (`impl`: XLA's, or `dot_conv`'s custom-VJP conv that is
+faster on CPU) without touching any model's arithmetic; models only pass
+their `conv_impl` field down to every `Conv`.
 
 Parameter names follow flax (`kernel`, `scale`, `bias`; running statistics
 `mean`, `var` in the `batch_stats` collection) so that the torch name map is a
@@ -18,6 +19,9 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jreid.errors import ConfigError
+from jreid.models import dot_conv
 
 # PyTorch's BatchNorm defaults. Flax's momentum is the weight of the *old*
 # running value, so torch momentum 0.1 is flax momentum 0.9. One difference
@@ -44,22 +48,38 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, *, stride=1, padding=0, dilation=1,
-           groups: int = 1) -> jax.Array:
+           groups: int = 1, impl: str = "xla") -> jax.Array:
   """`torch.nn.functional.conv2d` on NHWC inputs and HWIO kernels.
 
   `padding` is symmetric zero padding per spatial dim (int or (ph, pw)), as in
   torch, rather than flax's "SAME": with stride 2 "SAME" pads asymmetrically
   and would shift every feature map by a pixel relative to pretrained torch
-  weights. This pure function is what a faster implementation replaces.
+  weights.
+
+  `impl` picks how it is differentiated (`CONV_IMPLS`): "xla" is XLA's own
+  conv and conv backward; "dot" (`jreid.models.dot_conv`) computes the
+  gradients as matrix products, several times faster on CPU. Both compute
+  the same function; "auto" must be resolved first (`resolve_conv_impl`).
   """
-  ph, pw = _pair(padding)
-  return jax.lax.conv_general_dilated(
-      x, kernel,
-      window_strides=_pair(stride),
-      padding=((ph, ph), (pw, pw)),
-      rhs_dilation=_pair(dilation),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      feature_group_count=groups)
+  args = (_pair(stride), _pair(padding), _pair(dilation), groups)
+  if impl == "xla":
+    return dot_conv.xla_conv(x, kernel, *args)
+  if impl == "dot":
+    return dot_conv.conv2d_dot(x, kernel, *args)
+  raise ConfigError(f"conv implementation {impl!r}: expected one of {CONV_IMPLS} "
+                    "('auto' is resolved by resolve_conv_impl before models are built)")
+
+
+CONV_IMPLS = ("xla", "dot")
+
+
+def resolve_conv_impl(name: str, backend: str | None = None) -> str:
+  """`model.conv_impl`: "auto" is "dot" on the CPU backend, "xla" on GPU/TPU (cuDNN, TPU convs are fast)."""
+  if name == "auto":
+    return "dot" if (backend or jax.default_backend()) == "cpu" else "xla"
+  if name not in CONV_IMPLS:
+    raise ConfigError(f"model.conv_impl={name!r}; choose 'auto' or one of {CONV_IMPLS}")
+  return name
 
 
 class Conv(nn.Module):
@@ -74,6 +94,7 @@ class Conv(nn.Module):
   dilation: int | tuple[int, int] = 1
   groups: int = 1
   use_bias: bool = False
+  impl: str = "xla"
   kernel_init: Initializer = kaiming_fan_out()
   bias_init: Initializer = nn.initializers.zeros
 
@@ -87,7 +108,7 @@ class Conv(nn.Module):
     kernel = self.param("kernel", self.kernel_init,
                         (kh, kw, in_features // self.groups, self.features))
     y = conv2d(x, kernel, stride=self.stride, padding=self.padding,
-               dilation=self.dilation, groups=self.groups)
+               dilation=self.dilation, groups=self.groups, impl=self.impl)
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,))
     return y

@@ -36,6 +36,7 @@ from jreid.errors import ConfigError
 from jreid.models.backbones import BACKBONES
 from jreid.models.backbones.resnet import ResNet
 from jreid.models.heads import BNNeck, LinearHead, ReductionHead
+from jreid.models.layers import resolve_conv_impl
 from jreid.models.mgn import MGN
 from jreid.models.pcb import PCB
 from jreid.models.pooling import POOLINGS
@@ -70,6 +71,7 @@ def default_model_config() -> ml_collections.ConfigDict:
       meta="reid",     # "reid" (backbone, pooling, head) | "mgn" (jreid.models.mgn) | "pcb" (jreid.models.pcb)
       num_parts=6,     # pcb: horizontal stripes of the final map (the paper's 6)
       part_dim=256,    # pcb: per-stripe reduced dimension (the paper's 256; test feature num_parts * part_dim)
+      conv_impl="auto",  # "auto" (dot on CPU, xla on GPU/TPU) | "xla" | "dot": how conv gradients run
   ))
 
 
@@ -125,7 +127,7 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int, *,
 
   backbone = BACKBONES[model_cfg.backbone](
       width=model_cfg.width, last_stride=model_cfg.last_stride, ibn=model_cfg.ibn,
-      non_local=model_cfg.non_local)
+      non_local=model_cfg.non_local, conv_impl=resolve_conv_impl(model_cfg.conv_impl))
   pooling = make_pooling()
   if model_cfg.meta == "pcb":
     if model_cfg.num_parts < 1 or model_cfg.part_dim < 1:
@@ -163,7 +165,8 @@ def _build_mgn(model_cfg, num_classes, make_pooling, cosine_classifier) -> MGN:
     raise ConfigError(f"model.meta='mgn' splits a ResNet after layer3_0 and does not support "
                       f"model.backbone={model_cfg.backbone!r}; choose one of {supported}")
   resnet = functools.partial(entry, width=model_cfg.width, ibn=model_cfg.ibn,
-                             non_local=model_cfg.non_local)
+                             non_local=model_cfg.non_local,
+                             conv_impl=resolve_conv_impl(model_cfg.conv_impl))
   return MGN(resnet=resnet, pooling=make_pooling, num_classes=num_classes,
              neck_bias=model_cfg.neck_bias, cosine=cosine_classifier,
              part_stride=model_cfg.last_stride, test_feature=model_cfg.test_feature)

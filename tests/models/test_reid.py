@@ -76,7 +76,8 @@ def test_default_config_is_bot():
   assert cfg.to_dict() == dict(backbone="resnet50", width=64, last_stride=1, ibn="", non_local=False,
                                pooling="avg", gem_p=3.0, gem_learnable=False,
                                neck_bias=False, test_feature="neck", head="bnneck",
-                               embed_dim=0, dropout=0.0, meta="reid", num_parts=6, part_dim=256)
+                               embed_dim=0, dropout=0.0, meta="reid", num_parts=6, part_dim=256,
+                               conv_impl="auto")
 
 
 def test_build_model_rejects_bad_configs():

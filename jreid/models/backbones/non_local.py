@@ -18,6 +18,8 @@ Params (torch name in brackets, FastReID's `Non_local`):
 """
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -28,17 +30,19 @@ from jreid.models.layers import Conv, batch_norm
 class NonLocal(nn.Module):
   """`(x, *, train) -> x + W(y)` on NHWC maps; `reduction` 2 gives FastReID's C/2 inner width."""
   reduction: int = 2
+  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     b, h, w, c = x.shape
     inner = c // self.reduction
     flat = lambda t: t.reshape(b, h * w, inner)
-    theta = flat(Conv(inner, 1, use_bias=True, name="theta")(x))
-    phi = flat(Conv(inner, 1, use_bias=True, name="phi")(x))
-    g = flat(Conv(inner, 1, use_bias=True, name="g")(x))
+    conv = functools.partial(Conv, impl=self.conv_impl)
+    theta = flat(conv(inner, 1, use_bias=True, name="theta")(x))
+    phi = flat(conv(inner, 1, use_bias=True, name="phi")(x))
+    g = flat(conv(inner, 1, use_bias=True, name="g")(x))
     affinity = jnp.einsum("bic,bjc->bij", theta, phi) / (h * w)
     y = jnp.einsum("bij,bjc->bic", affinity, g).reshape(b, h, w, inner)
-    y = Conv(c, 1, use_bias=True, name="W_conv")(y)
+    y = conv(c, 1, use_bias=True, name="W_conv")(y)
     bn = batch_norm(scale_init=nn.initializers.zeros, name="W_bn")
     return x + bn(y, use_running_average=not train)

@@ -36,6 +36,7 @@ stem (stem width = width / 2) and every stage alike, for tiny test variants.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -63,20 +64,22 @@ class SplitAttention(nn.Module):
   radix: int = 2
   cardinality: int = 1
   reduction: int = 4
+  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     use_avg = not train
     b, c = x.shape[0], self.features
     inter = max(x.shape[-1] * self.radix // self.reduction, 32)
-    y = Conv(c * self.radix, 3, stride=self.stride, padding=1,
+    conv = functools.partial(Conv, impl=self.conv_impl)
+    y = conv(c * self.radix, 3, stride=self.stride, padding=1,
              groups=self.cardinality * self.radix, name="conv")(x)
     y = nn.relu(batch_norm(name="bn0")(y, use_running_average=use_avg))
     splits = y.reshape(*y.shape[:3], self.radix, c)  # channel r*c + k -> (r, k)
     gap = jnp.mean(jnp.sum(splits, axis=3), axis=(1, 2), keepdims=True)
-    gap = Conv(inter, 1, groups=self.cardinality, use_bias=True, name="fc1")(gap)
+    gap = conv(inter, 1, groups=self.cardinality, use_bias=True, name="fc1")(gap)
     gap = nn.relu(batch_norm(name="bn1")(gap, use_running_average=use_avg))
-    logits = Conv(c * self.radix, 1, groups=self.cardinality, use_bias=True, name="fc2")(gap)
+    logits = conv(c * self.radix, 1, groups=self.cardinality, use_bias=True, name="fc2")(gap)
     # fc2's channels are (cardinal group, radix, k); softmax over radix within a group.
     logits = logits.reshape(b, self.cardinality, self.radix, c // self.cardinality)
     if self.radix > 1:
@@ -102,23 +105,25 @@ class ResNeStBottleneck(nn.Module):
   stride: int = 1
   avd: bool = False
   radix: int = 2
+  conv_impl: str = "xla"
   expansion = 4
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     use_avg = not train
     out_features = self.planes * self.expansion
-    y = Conv(self.planes, 1, name="conv1")(x)
+    conv = functools.partial(Conv, impl=self.conv_impl)
+    y = conv(self.planes, 1, name="conv1")(x)
     y = nn.relu(batch_norm(name="bn1")(y, use_running_average=use_avg))
     y = SplitAttention(self.planes, stride=1 if self.avd else self.stride, radix=self.radix,
-                       name="conv2")(y, train=train)
+                       conv_impl=self.conv_impl, name="conv2")(y, train=train)
     if self.avd:
       y = nn.avg_pool(y, (3, 3), strides=(self.stride, self.stride), padding=((1, 1), (1, 1)))
-    y = Conv(out_features, 1, name="conv3")(y)
+    y = conv(out_features, 1, name="conv3")(y)
     y = batch_norm(name="bn3")(y, use_running_average=use_avg)
     shortcut = x
     if self.stride != 1 or x.shape[-1] != out_features:
-      shortcut = Conv(out_features, 1, name="downsample_conv")(_avg_down(x, self.stride))
+      shortcut = conv(out_features, 1, name="downsample_conv")(_avg_down(x, self.stride))
       shortcut = batch_norm(name="downsample_bn")(shortcut, use_running_average=use_avg)
     return nn.relu(y + shortcut)
 
@@ -138,6 +143,7 @@ class ResNeSt(nn.Module):
   non_local: bool = False
   non_local_stages: Sequence[int] = (0, 2, 3, 0)
   radix: int = 2
+  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -147,10 +153,11 @@ class ResNeSt(nn.Module):
       raise ConfigError("model.ibn is not implemented for ResNeSt")
     use_avg = not train
     stem = self.width // 2
+    conv = functools.partial(Conv, impl=self.conv_impl)
     for k, (features, stride) in enumerate(((stem, 2), (stem, 1))):
-      x = Conv(features, 3, stride=stride, padding=1, name=f"conv1_{3 * k}")(x)
+      x = conv(features, 3, stride=stride, padding=1, name=f"conv1_{3 * k}")(x)
       x = nn.relu(batch_norm(name=f"conv1_{3 * k + 1}")(x, use_running_average=use_avg))
-    x = Conv(self.width, 3, padding=1, name="conv1_6")(x)
+    x = conv(self.width, 3, padding=1, name="conv1_6")(x)
     x = nn.relu(batch_norm(name="bn1")(x, use_running_average=use_avg))
     x = stem_max_pool(x, self.ceil_mode_pool)
     intermediates = {"stem": x}
@@ -160,10 +167,10 @@ class ResNeSt(nn.Module):
       for j in range(blocks):
         first = j == 0
         x = ResNeStBottleneck(self.width * 2 ** i, stride=stride if first else 1,
-                              avd=first and i > 0, radix=self.radix,
+                              avd=first and i > 0, radix=self.radix, conv_impl=self.conv_impl,
                               name=f"layer{i + 1}_{j}")(x, train=train)
         k = j - (blocks - n_local)
         if k >= 0:
-          x = NonLocal(name=f"NL_{i + 1}_{k}")(x, train=train)
+          x = NonLocal(conv_impl=self.conv_impl, name=f"NL_{i + 1}_{k}")(x, train=train)
       intermediates[f"layer{i + 1}"] = x
     return x, intermediates

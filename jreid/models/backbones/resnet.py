@@ -52,6 +52,7 @@ stage i, applied after block layer{i}_{n - m + k} (n blocks, m non-local).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import ClassVar, Sequence, Union
 
@@ -93,14 +94,14 @@ def _merge(y: jax.Array, shortcut: jax.Array, ibn_b: bool) -> jax.Array:
   return nn.relu(y)
 
 
-def _shortcut(x: jax.Array, features: int, stride: int, train: bool) -> jax.Array:
+def _shortcut(x: jax.Array, features: int, stride: int, train: bool, conv_impl: str) -> jax.Array:
   """Identity, or a strided 1x1 conv + BN where the shape changes (torchvision's rule).
 
   Called inside a block's compact `__call__`, so the modules belong to the block.
   """
   if stride == 1 and x.shape[-1] == features:
     return x
-  x = Conv(features, 1, stride=stride, name="downsample_conv")(x)
+  x = Conv(features, 1, stride=stride, impl=conv_impl, name="downsample_conv")(x)
   return batch_norm(name="downsample_bn")(x, use_running_average=not train)
 
 
@@ -116,6 +117,7 @@ class BasicBlock(nn.Module):
   ibn_b: bool = False
   groups: int = 1
   inner: int | None = None
+  conv_impl: str = "xla"
   expansion: ClassVar[int] = 1
 
   @nn.compact
@@ -123,11 +125,12 @@ class BasicBlock(nn.Module):
     if self.groups != 1 or self.inner not in (None, self.planes):
       raise ConfigError("BasicBlock has no grouped (ResNeXt) form")
     use_avg = not train
-    y = Conv(self.planes, 3, stride=self.stride, padding=1, name="conv1")(x)
+    conv = functools.partial(Conv, impl=self.conv_impl)
+    y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv1")(x)
     y = nn.relu(_norm1(self.ibn)(y, use_running_average=use_avg))
-    y = Conv(self.planes, 3, padding=1, name="conv2")(y)
+    y = conv(self.planes, 3, padding=1, name="conv2")(y)
     y = batch_norm(name="bn2")(y, use_running_average=use_avg)
-    return _merge(y, _shortcut(x, self.planes, self.stride, train), self.ibn_b)
+    return _merge(y, _shortcut(x, self.planes, self.stride, train, self.conv_impl), self.ibn_b)
 
 
 class Bottleneck(nn.Module):
@@ -143,6 +146,7 @@ class Bottleneck(nn.Module):
   ibn_b: bool = False
   groups: int = 1
   inner: int | None = None
+  conv_impl: str = "xla"
   expansion: ClassVar[int] = 4
 
   @nn.compact
@@ -150,13 +154,14 @@ class Bottleneck(nn.Module):
     use_avg = not train
     out_features = self.planes * self.expansion
     inner = self.inner or self.planes
-    y = Conv(inner, 1, name="conv1")(x)
+    conv = functools.partial(Conv, impl=self.conv_impl)
+    y = conv(inner, 1, name="conv1")(x)
     y = nn.relu(_norm1(self.ibn)(y, use_running_average=use_avg))
-    y = Conv(inner, 3, stride=self.stride, padding=1, groups=self.groups, name="conv2")(y)
+    y = conv(inner, 3, stride=self.stride, padding=1, groups=self.groups, name="conv2")(y)
     y = nn.relu(batch_norm(name="bn2")(y, use_running_average=use_avg))
-    y = Conv(out_features, 1, name="conv3")(y)
+    y = conv(out_features, 1, name="conv3")(y)
     y = batch_norm(name="bn3")(y, use_running_average=use_avg)
-    return _merge(y, _shortcut(x, out_features, self.stride, train), self.ibn_b)
+    return _merge(y, _shortcut(x, out_features, self.stride, train, self.conv_impl), self.ibn_b)
 
 
 def stem_max_pool(x: jax.Array, ceil_mode: bool) -> jax.Array:
@@ -210,6 +215,7 @@ class ResNet(nn.Module):
   width_per_group: int = 64
   first: Block | None = None
   last: Block | None = None
+  conv_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -221,7 +227,7 @@ class ResNet(nn.Module):
     groups = max(1, self.groups * self.width // 64)
     intermediates = {}
     if self.first is None:
-      x = Conv(self.width, 7, stride=2, padding=3, name="conv1")(x)
+      x = Conv(self.width, 7, stride=2, padding=3, impl=self.conv_impl, name="conv1")(x)
       if kind == "b":
         x = instance_norm(name="bn1")(x)
       else:
@@ -242,10 +248,10 @@ class ResNet(nn.Module):
                        ibn_b=kind == "b" and i < 2 and j == blocks - 1,
                        groups=groups,
                        inner=planes * self.groups * self.width_per_group // 64,
-                       name=f"layer{i + 1}_{j}")(x, train=train)
+                       conv_impl=self.conv_impl, name=f"layer{i + 1}_{j}")(x, train=train)
         k = j - (blocks - n_local)
         if k >= 0:
-          x = NonLocal(name=f"NL_{i + 1}_{k}")(x, train=train)
+          x = NonLocal(conv_impl=self.conv_impl, name=f"NL_{i + 1}_{k}")(x, train=train)
         if j == blocks - 1:
           intermediates[f"layer{i + 1}"] = x
     return x, intermediates
