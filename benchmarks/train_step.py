@@ -1,10 +1,17 @@
-"""Images/s of one method's jitted train step on random data (no input pipeline).
+"""Images/s of a method's jitted train step on random data (no input pipeline), per conv implementation,
+side by side with the same BoT model in PyTorch eager.
 
-    python -m benchmarks.train_step --config=configs/baseline.py:synth --out=benchmarks/results/train_step_synth.json
-    python -m benchmarks.train_step --config=configs/baseline.py --batch=32 --steps=3 --num_classes=751
+    python -m benchmarks.train_step --config=configs/baseline.py --batch=32 --steps=3 \
+        --num_classes=751 --impls=xla,dot --torch --out=benchmarks/results/train_step_r50_bot_cpu.json
+    python -m benchmarks.train_step --config=configs/baseline.py:synth --impls=xla,dot \
+        --out=benchmarks/results/train_step_synth_cpu.json
 
-Writes the backend, device count, batch, image size, compile time and the
-median step time / images per second over `--steps` timed steps.
+For each `--impls` entry (`model.conv_impl`: xla | dot | auto) the JSON holds
+the compile + first step time and the median step time / images per second
+over `--steps` timed steps. `--torch` adds `benchmarks/torch_resnet.py`'s
+model (same depth, width, last stride 1, BNNeck, CE + triplet, Adam) trained
+in PyTorch eager with one thread per core, and the ratio of each jreid
+implementation's images/s to PyTorch's.
 """
 import argparse
 import json
@@ -21,48 +28,112 @@ from jreid import methods
 from jreid.train import optim, sharding
 
 
+def _median_step(step, state, steps):
+  """(compile + first step seconds, median seconds of `steps` further steps)."""
+  start = time.perf_counter()
+  state = step(state)
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    state = step(state)
+    times.append(time.perf_counter() - start)
+  return first, float(np.median(times))
+
+
+def time_jreid(config, images, labels, num_classes, steps):
+  tx, schedule = optim.build(config.optim, config.train.steps)
+  method = methods.build(config, num_classes, tx, schedule)
+  mesh = sharding.data_mesh()
+  repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  batch = sharding.global_batch({"image": images, "label": labels}, mesh)
+  state = jax.jit(method.init, out_shardings=repl)(jax.random.key(0),
+                                                   jnp.zeros((1, *images.shape[1:])))
+  train_step = jax.jit(method.train_step, in_shardings=(repl, batched, repl),
+                       out_shardings=(repl, repl), donate_argnums=0)
+  key = jax.random.key(1)
+
+  def step(state):
+    state, out = train_step(state, batch, key)
+    jax.block_until_ready(out)
+    return state
+
+  return _median_step(step, state, steps)
+
+
+def time_torch(config, images, labels, num_classes, steps):
+  """The same train step in PyTorch eager (BoT objective; the model must be a plain ResNet-18/50 BoT)."""
+  import torch
+
+  from benchmarks import torch_resnet
+  model_cfg = config.model
+  if (model_cfg.backbone not in torch_resnet.STAGES or model_cfg.ibn or model_cfg.non_local
+      or model_cfg.meta != "reid" or model_cfg.head != "bnneck" or model_cfg.last_stride != 1):
+    raise SystemExit(f"--torch times a plain ResNet-18/50 BoT with last stride 1; "
+                     f"{config.model.backbone} with this model config has no torch twin here")
+  torch.set_num_threads(os.cpu_count())
+  torch.manual_seed(0)
+  model = torch_resnet.Baseline(model_cfg.backbone, width=model_cfg.width, num_classes=num_classes)
+  model.train()
+  opt = torch.optim.Adam(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+  x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+  y = torch.from_numpy(labels.astype(np.int64))
+
+  def step(state):
+    opt.zero_grad(set_to_none=True)
+    _, pooled, logits = model(x)
+    torch_resnet.bot_loss(pooled, logits, y).backward()
+    opt.step()
+    return state
+
+  return _median_step(step, None, steps), torch.__version__, torch.get_num_threads()
+
+
+def _timing(first, median, batch_size):
+  return {"first_step_s": first, "median_step_s": median, "images_per_s": batch_size / median}
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--config", default="configs/baseline.py:synth")
   parser.add_argument("--batch", type=int, default=0, help="0 = the config's batch size")
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--num_classes", type=int, default=200)
+  parser.add_argument("--impls", default="auto", help="comma-separated model.conv_impl values")
+  parser.add_argument("--torch", action="store_true", help="also time the PyTorch eager twin")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
 
   config = load_config(args.config)
   batch_size = args.batch or config.train.batch_size
-  tx, schedule = optim.build(config.optim, config.train.steps)
-  method = methods.build(config, args.num_classes, tx, schedule)
-  mesh = sharding.data_mesh()
-  repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   height, width = config.data.height, config.data.width
   rng = np.random.default_rng(0)
-  batch = {"image": rng.normal(size=(batch_size, height, width, 3)).astype(np.float32),
-           "label": np.repeat(np.arange(batch_size // 4), 4).astype(np.int32) % args.num_classes}
-  batch = sharding.global_batch(batch, mesh)
-  state = jax.jit(method.init, out_shardings=repl)(jax.random.key(0), jnp.zeros((1, height, width, 3)))
-  step = jax.jit(method.train_step, in_shardings=(repl, batched, repl), out_shardings=(repl, repl),
-                 donate_argnums=0)
-  key = jax.random.key(1)
-  start = time.perf_counter()
-  state, out = step(state, batch, key)
-  jax.block_until_ready(out)
-  compile_and_first = time.perf_counter() - start
-  times = []
-  for _ in range(args.steps):
-    start = time.perf_counter()
-    state, out = step(state, batch, key)
-    jax.block_until_ready(out)
-    times.append(time.perf_counter() - start)
-  median = float(np.median(times))
+  images = rng.normal(size=(batch_size, height, width, 3)).astype(np.float32)
+  labels = (np.repeat(np.arange(batch_size // 4), 4) % args.num_classes).astype(np.int32)
+
   result = {"benchmark": "train_step", "config": args.config, "method": config.method,
             "backbone": config.model.backbone, "width": config.model.width,
             "image": [height, width], "batch": batch_size, "steps_timed": args.steps,
-            "first_step_s": compile_and_first, "median_step_s": median,
-            "images_per_s": batch_size / median, "backend": jax.default_backend(),
-            "devices": jax.device_count(), "device_kind": jax.devices()[0].device_kind,
-            "cpu_count": os.cpu_count(), "machine": platform.machine()}
+            "backend": jax.default_backend(), "devices": jax.device_count(),
+            "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
+            "machine": platform.machine(), "jax": jax.__version__, "jreid": {}}
+  for impl in [i for i in args.impls.split(",") if i]:
+    config.model.conv_impl = impl
+    timing = _timing(*time_jreid(config, images, labels, args.num_classes, args.steps), batch_size)
+    result["jreid"][impl] = timing
+    print(f"jreid conv_impl={impl}: {timing['images_per_s']:.2f} img/s "
+          f"({timing['median_step_s']:.3f} s/step)", flush=True)
+  if args.torch:
+    (first, median), version, threads = time_torch(config, images, labels, args.num_classes,
+                                                   args.steps)
+    result["torch_eager"] = {**_timing(first, median, batch_size), "torch": version,
+                             "threads": threads}
+    print(f"torch eager: {result['torch_eager']['images_per_s']:.2f} img/s", flush=True)
+    result["jreid_over_torch"] = {impl: t["images_per_s"] / result["torch_eager"]["images_per_s"]
+                                  for impl, t in result["jreid"].items()}
+  if {"xla", "dot"} <= result["jreid"].keys():
+    result["dot_over_xla"] = (result["jreid"]["dot"]["images_per_s"]
+                              / result["jreid"]["xla"]["images_per_s"])
   print(json.dumps(result, indent=2))
   write_result(args.out, result)
 

@@ -1,9 +1,10 @@
-"""Conversion against a PyTorch ResNet(-IBN-a) written here from the papers' description.
+"""Conversion against a PyTorch ResNet(-IBN-a) written from the papers' description.
 
-The torch model is independent of jreid's: torchvision layout (stride on the
-3x3 of a Bottleneck, 1x1 conv + BN shortcut), IBN-a with an affine
-InstanceNorm on the first half of the channels and BN on the rest, and a
-FastReID-style head (`heads.bottleneck.0` BN, `heads.weight` classifier).
+The torch model (`benchmarks/torch_resnet.py`, shared with the train-step
+benchmark) is independent of jreid's: torchvision layout (stride on the 3x3
+of a Bottleneck, 1x1 conv + BN shortcut), IBN-a with an affine InstanceNorm
+on the first half of the channels and BN on the rest, and a FastReID-style
+head (`heads.bottleneck.0` BN, `heads.weight` classifier).
 """
 import jax
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from safetensors.numpy import save_file
 from torch import nn
 
+from benchmarks import torch_resnet
 from jreid.convert import export, load, torch_names
 from jreid.errors import CheckpointMismatchError, WeightsFileError
 from jreid.tools import export as export_tool
@@ -21,94 +23,11 @@ from jreid.train.state import TrainState
 torch.set_num_threads(1)
 IMAGE = (64, 32)  # H, W of the test images
 NUM_CLASSES = 5  # as conftest.make_model builds its head
-STAGES = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
 
 
-class IBNa(nn.Module):
-  def __init__(self, planes):
-    super().__init__()
-    self.half = planes // 2
-    self.IN = nn.InstanceNorm2d(self.half, affine=True)
-    self.BN = nn.BatchNorm2d(planes - self.half)
-
-  def forward(self, x):
-    return torch.cat([self.IN(x[:, :self.half].contiguous()), self.BN(x[:, self.half:].contiguous())], 1)
-
-
-class Block(nn.Module):
-  """BasicBlock (two 3x3) or Bottleneck (1x1, strided 3x3, 1x1 x4) by `kind`."""
-
-  def __init__(self, kind, inplanes, planes, stride, ibn):
-    super().__init__()
-    self.kind = kind
-    out = planes * (4 if kind == "bottleneck" else 1)
-    if kind == "bottleneck":
-      self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-      self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-      self.bn2 = nn.BatchNorm2d(planes)
-      self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
-      self.bn3 = nn.BatchNorm2d(out)
-    else:
-      self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-      self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-      self.bn2 = nn.BatchNorm2d(planes)
-    self.bn1 = IBNa(planes) if ibn else nn.BatchNorm2d(planes)
-    self.downsample = None
-    if stride != 1 or inplanes != out:
-      self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride, bias=False), nn.BatchNorm2d(out))
-
-  def forward(self, x):
-    y = torch.relu(self.bn1(self.conv1(x)))
-    if self.kind == "bottleneck":
-      y = torch.relu(self.bn2(self.conv2(y)))
-      y = self.bn3(self.conv3(y))
-    else:
-      y = self.bn2(self.conv2(y))
-    return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
-
-
-class TorchResNet(nn.Module):
-  def __init__(self, name, width, ibn, ceil_mode_pool):
-    super().__init__()
-    kind, stages = STAGES[name]
-    self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
-    self.bn1 = nn.BatchNorm2d(width)
-    # FastReID's stem pool (no padding, ceil mode) or torchvision's (padding 1).
-    self.maxpool = (nn.MaxPool2d(3, 2, ceil_mode=True) if ceil_mode_pool else nn.MaxPool2d(3, 2, 1))
-    inplanes = width
-    for i, blocks in enumerate(stages):
-      planes = width * 2 ** i
-      layer = []
-      for j in range(blocks):
-        stride = (1, 2, 2, 1)[i] if j == 0 else 1
-        layer.append(Block(kind, inplanes, planes, stride, ibn and i < 3))
-        inplanes = planes * (4 if kind == "bottleneck" else 1)
-      setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
-    self.out_features = inplanes
-
-  def forward(self, x):
-    x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-    return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-
-class Heads(nn.Module):
-  def __init__(self, features):
-    super().__init__()
-    self.bottleneck = nn.Sequential(nn.BatchNorm1d(features))
-    self.weight = nn.Parameter(torch.zeros(NUM_CLASSES, features))
-
-
-class Baseline(nn.Module):
-  """FastReID's model shape: `backbone` + `heads`; returns (neck, pre_neck) features."""
-
-  def __init__(self, name, width=8, ibn=False, ceil_mode_pool=True):
-    super().__init__()
-    self.backbone = TorchResNet(name, width, ibn, ceil_mode_pool)
-    self.heads = Heads(self.backbone.out_features)
-
-  def forward(self, x):
-    pooled = self.backbone(x).mean((2, 3))
-    return self.heads.bottleneck(pooled), pooled
+def Baseline(name, width=8, **options):
+  """The reference BoT model at the test width, with this file's class count."""
+  return torch_resnet.Baseline(name, width=width, num_classes=NUM_CLASSES, **options)
 
 
 def randomize(model, seed=0, neck_bias=True):
@@ -159,7 +78,7 @@ def test_exported_weights_give_the_same_features_in_torch(jreid_model, jreid_var
   assert all(k.endswith("num_batches_tracked") for k in missing)
   x = images()
   with torch.no_grad():
-    neck, pooled = (t.numpy() for t in torch_model.eval()(torch.from_numpy(x)))
+    neck, pooled, _ = (t.numpy() for t in torch_model.eval()(torch.from_numpy(x)))
   jneck, jpooled = jreid_features(model, variables, x)
   print(f"{name} ibn={ibn} ceil={ceil_mode_pool}: max |neck diff| {np.abs(neck - jneck).max():.2e}, "
         f"max |neck| {np.abs(neck).max():.2f}")
@@ -179,7 +98,7 @@ def test_torch_to_jreid_to_torch_is_exact_and_features_match(jreid_model, jreid_
     assert again[name].dtype == value.dtype and np.array_equal(again[name], value), name
   x = images(seed=3)
   with torch.no_grad():
-    neck, _ = torch_model(torch.from_numpy(x))
+    neck, _, _ = torch_model(torch.from_numpy(x))
   jneck, _ = jreid_features(model, variables, x)
   print(f"torch -> jreid resnet50-ibn: max |neck diff| {np.abs(neck.numpy() - jneck).max():.2e}, "
         f"max |neck| {np.abs(jneck).max():.2f}")
