@@ -1,19 +1,26 @@
-"""A convolution whose gradients are matrix products: fast where XLA's conv backward is slow (CPU).
+"""Convolutions whose gradients are matrix products: faster where XLA's conv backward is slow (CPU).
 
-XLA:CPU runs a conv's forward pass about as fast as PyTorch, but its kernel
-gradient (a "backward filter" convolution) 5-25x slower than the same sum
-written as dot products (`PERF_NOTES.md`: 11 of a ResNet-50 step's 14 s). A
-kxk conv's kernel gradient is, for each tap (i, j),
+A conv's kernel gradient is, for each tap (i, j) of the kernel,
 
     dW[i, j] = X_ij^T G,  X_ij = the input window seen by tap (i, j), (N*OH*OW, Cin)
                           G    = the output gradient,                 (N*OH*OW, Cout)
 
-so `conv2d_dot` keeps XLA's forward and input gradient and computes dW as
-kh*kw strided slices and dots, or, where the input has few channels (the 7x7
-stem on RGB), as one dot over the stacked slices (im2col), which keeps the
-contraction wide. A 1x1 stride-1 conv is a plain dot in both passes: its
-input gradient is G W^T. Groups (ResNeXt, ResNeSt, depth-wise) become a
-batched dot over the group axis.
+`conv2d_dot(..., kxk=...)` is a custom-VJP conv built on that identity:
+
+  * 1x1 convs without padding (every ResNet bottleneck's conv1/conv3 and the
+    downsample shortcut) are plain dots in all three passes: the forward is
+    X W on the (strided) input, the input gradient G W^T (spread back onto
+    the strided grid by interior padding), the kernel gradient G^T X.
+  * kxk convs keep XLA's forward and input gradient; their kernel gradient is
+    XLA's (`kxk="xla"`) or kh*kw strided slices and dots (`kxk="taps"`; one
+    im2col dot over the stacked slices where the input has few channels, the
+    7x7 stem on RGB, to keep the contraction wide).
+
+Measured on the 2-core CPU (jax 0.10.2, `benchmarks/train_step.py`): the dot
+1x1 passes make the ResNet-50 train step ~1.8x faster than XLA's convs, while
+the tap kernel gradients are slower than XLA's own for 3x3 and 7x7 convs
+inside a full step, so `conv_impl="auto"` on CPU is 1x1 dots + XLA kxk
+("dot_1x1"), and "dot" (every kernel gradient as dots) stays for comparison.
 
 The numbers are the same convolution: sums are reordered, so results agree
 with `jax.lax.conv_general_dilated` to float rounding (tests: 1e-5 relative).
@@ -27,8 +34,8 @@ import jax.numpy as jnp
 from jax import lax
 
 Pair = tuple[int, int]
-# Input channels per group below which the kernel gradient is one im2col dot
-# rather than one dot per tap: a 3-channel tap dot is too thin to run well.
+# Input channels per group below which the tap kernel gradient is one im2col
+# dot rather than one dot per tap: a 3-channel tap dot is too thin to run well.
 IM2COL_MAX_CHANNELS = 16
 
 
@@ -41,31 +48,53 @@ def xla_conv(x: jax.Array, kernel: jax.Array, stride: Pair, padding: Pair, dilat
       dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
 
 
-def _is_pointwise(kernel_shape, stride: Pair, padding: Pair, groups: int) -> bool:
-  return kernel_shape[:2] == (1, 1) and stride == (1, 1) and padding == (0, 0) and groups == 1
+def _is_pointwise(kernel_shape, padding: Pair, groups: int) -> bool:
+  return tuple(kernel_shape[:2]) == (1, 1) and padding == (0, 0) and groups == 1
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _subsample(x: jax.Array, stride: Pair) -> jax.Array:
+  """The pixels a strided 1x1 conv reads: rows and columns 0, s, 2s, ..."""
+  if stride == (1, 1):
+    return x
+  return lax.slice(x, (0, 0, 0, 0), x.shape, (1, *stride, 1))
+
+
+def _upsample(dx: jax.Array, stride: Pair, shape) -> jax.Array:
+  """The inverse spread of `_subsample`: values back on the strided grid of `shape`, zeros elsewhere."""
+  if stride == (1, 1):
+    return dx
+  (sh, sw), (_, oh, ow, _) = stride, dx.shape
+  high_h, high_w = shape[1] - (oh - 1) * sh - 1, shape[2] - (ow - 1) * sw - 1
+  zero = jnp.zeros((), dx.dtype)
+  return lax.pad(dx, zero, ((0, 0, 0), (0, high_h, sh - 1), (0, high_w, sw - 1), (0, 0, 0)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
 def conv2d_dot(x: jax.Array, kernel: jax.Array, stride: Pair, padding: Pair, dilation: Pair,
-               groups: int) -> jax.Array:
+               groups: int, kxk: str = "xla") -> jax.Array:
   """Same values as `xla_conv`; differentiating it uses the dot-product rules below."""
-  if _is_pointwise(kernel.shape, stride, padding, groups):
-    return _dot(x, kernel[0, 0], x.dtype)
+  if _is_pointwise(kernel.shape, padding, groups):
+    return _dot(_subsample(x, stride), kernel[0, 0], x.dtype)
   return xla_conv(x, kernel, stride, padding, dilation, groups)
 
 
-def _forward(x, kernel, stride, padding, dilation, groups):
-  return conv2d_dot(x, kernel, stride, padding, dilation, groups), (x, kernel)
+def _forward(x, kernel, stride, padding, dilation, groups, kxk):
+  return conv2d_dot(x, kernel, stride, padding, dilation, groups, kxk), (x, kernel)
 
 
-def _backward(stride, padding, dilation, groups, residuals, g):
+def _backward(stride, padding, dilation, groups, kxk, residuals, g):
   x, kernel = residuals
-  if _is_pointwise(kernel.shape, stride, padding, groups):
-    dx = _dot(g, kernel[0, 0].T, x.dtype)
+  if _is_pointwise(kernel.shape, padding, groups):
+    dx = _upsample(_dot(g, kernel[0, 0].T, x.dtype), stride, x.shape)
+    dkernel = kernel_gradient(_subsample(x, stride), g, kernel.shape, (1, 1), padding, dilation,
+                              groups)
   else:
-    _, input_vjp = jax.vjp(lambda x_: xla_conv(x_, kernel, stride, padding, dilation, groups), x)
-    (dx,) = input_vjp(g)
-  dkernel = kernel_gradient(x, g, kernel.shape, stride, padding, dilation, groups)
+    _, vjp = jax.vjp(lambda x_, k_: xla_conv(x_, k_, stride, padding, dilation, groups), x, kernel)
+    if kxk == "xla":
+      dx, dkernel = vjp(g)
+    else:
+      dx, _ = vjp(g)  # the unused XLA kernel gradient is removed by XLA's dead-code elimination
+      dkernel = kernel_gradient(x, g, kernel.shape, stride, padding, dilation, groups)
   return dx, dkernel.astype(kernel.dtype)
 
 
@@ -90,11 +119,25 @@ def _tap(xp: jax.Array, i: int, j: int, out_hw: Pair, stride: Pair, dilation: Pa
   return lax.slice(xp, start, limit, (1, sh, sw, 1))
 
 
+def _gradient_product(g: jax.Array, x: jax.Array, accumulate) -> jax.Array:
+  """(groups, Cin_g, Cout_g) = per group X^T G over m, computed as G^T X with G the left operand.
+
+  g: (m, groups, Cout_g), x: (m, groups, Cin_g). Written as an explicit
+  dot_general because which operand XLA transposes follows the operand order.
+  """
+  dims = (((0,), (0,)), ((1,), (1,)))  # contract m, batch over groups
+  product = lax.dot_general(g, x, dims, preferred_element_type=accumulate)  # (groups, o, c)
+  return product.swapaxes(1, 2)
+
+
 def kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape, stride: Pair, padding: Pair,
                     dilation: Pair, groups: int) -> jax.Array:
   """dL/dkernel (kh, kw, Cin/groups, Cout) of a conv with input `x` and output gradient `g`.
 
   Accumulated (and returned) in at least float32, whatever the inputs' dtype.
+  The products are written G^T X (not X^T G): XLA:CPU transposes the left
+  operand, and transposing the gradient measured faster than transposing
+  the input, whose producers XLA would recompute inside the transpose.
   """
   kh, kw, cin_g, cout = kernel_shape
   n, oh, ow, _ = g.shape
@@ -107,11 +150,10 @@ def kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape, stride: Pair, padd
           for i in range(kh) for j in range(kw)]
   if len(taps) > 1 and cin_g < IM2COL_MAX_CHANNELS:
     patches = jnp.concatenate(taps, axis=-1)  # (m, groups, kh*kw*cin_g), tap-major
-    grad = jnp.einsum("mgk,mgo->gko", patches, g_groups, preferred_element_type=accumulate)
+    grad = _gradient_product(g_groups, patches, accumulate)
     grad = grad.reshape(groups, kh, kw, cin_g, cout_g)
   else:
-    grad = jnp.stack([jnp.einsum("mgc,mgo->gco", tap, g_groups,
-                                 preferred_element_type=accumulate) for tap in taps])
+    grad = jnp.stack([_gradient_product(g_groups, tap, accumulate) for tap in taps])
     grad = grad.reshape(kh, kw, groups, cin_g, cout_g).transpose(2, 0, 1, 3, 4)
   # (groups, kh, kw, cin_g, cout_g) -> HWIO with output channel = group * cout_g + o
   return grad.transpose(1, 2, 3, 0, 4).reshape(kh, kw, cin_g, cout)

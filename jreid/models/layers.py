@@ -3,8 +3,8 @@
 Every backbone conv goes through `Conv` (and its pure core `conv2d`) for two
 reasons: pretrained PyTorch weights then map one to one (explicit symmetric
 padding, OIHW <-> HWIO is the only change), and the convolution itself is
-swapped in one place (`impl`: XLA's, or `dot_conv`'s custom-VJP conv that is
-faster on CPU) without touching any model's arithmetic; models only pass
+swapped in one place (`impl`: XLA's, or `dot_conv`'s custom-VJP convs that
+are faster on CPU) without touching any model's arithmetic; models only pass
 their `conv_impl` field down to every `Conv`.
 
 Parameter names follow flax (`kernel`, `scale`, `bias`; running statistics
@@ -56,27 +56,32 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride=1, padding=0, dilation=1,
   and would shift every feature map by a pixel relative to pretrained torch
   weights.
 
-  `impl` picks how it is differentiated (`CONV_IMPLS`): "xla" is XLA's own
-  conv and conv backward; "dot" (`jreid.models.dot_conv`) computes the
-  gradients as matrix products, several times faster on CPU. Both compute
-  the same function; "auto" must be resolved first (`resolve_conv_impl`).
+  `impl` (`CONV_IMPLS`) picks how it is computed and differentiated: "xla"
+  is XLA's conv and conv backward; "dot_1x1" (`jreid.models.dot_conv`) runs
+  1x1 convs as dots in every pass and keeps XLA for kxk convs; "dot" also
+  computes kxk kernel gradients as per-tap dots. All compute the same
+  function; "auto" must be resolved first (`resolve_conv_impl`).
   """
   args = (_pair(stride), _pair(padding), _pair(dilation), groups)
   if impl == "xla":
     return dot_conv.xla_conv(x, kernel, *args)
-  if impl == "dot":
-    return dot_conv.conv2d_dot(x, kernel, *args)
+  if impl in ("dot", "dot_1x1"):
+    return dot_conv.conv2d_dot(x, kernel, *args, "taps" if impl == "dot" else "xla")
   raise ConfigError(f"conv implementation {impl!r}: expected one of {CONV_IMPLS} "
                     "('auto' is resolved by resolve_conv_impl before models are built)")
 
 
-CONV_IMPLS = ("xla", "dot")
+CONV_IMPLS = ("xla", "dot_1x1", "dot")
 
 
 def resolve_conv_impl(name: str, backend: str | None = None) -> str:
-  """`model.conv_impl`: "auto" is "dot" on the CPU backend, "xla" on GPU/TPU (cuDNN, TPU convs are fast)."""
+  """`model.conv_impl`: "auto" is the fastest measured for the backend.
+
+  CPU: "dot_1x1" (ResNet-50 train step 1.8x XLA's, `benchmarks/train_step.py`);
+  GPU/TPU: "xla" (cuDNN and the TPU compiler run conv gradients well).
+  """
   if name == "auto":
-    return "dot" if (backend or jax.default_backend()) == "cpu" else "xla"
+    return "dot_1x1" if (backend or jax.default_backend()) == "cpu" else "xla"
   if name not in CONV_IMPLS:
     raise ConfigError(f"model.conv_impl={name!r}; choose 'auto' or one of {CONV_IMPLS}")
   return name

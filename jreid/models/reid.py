@@ -71,7 +71,7 @@ def default_model_config() -> ml_collections.ConfigDict:
       meta="reid",     # "reid" (backbone, pooling, head) | "mgn" (jreid.models.mgn) | "pcb" (jreid.models.pcb)
       num_parts=6,     # pcb: horizontal stripes of the final map (the paper's 6)
       part_dim=256,    # pcb: per-stripe reduced dimension (the paper's 256; test feature num_parts * part_dim)
-      conv_impl="auto",  # "auto" (dot on CPU, xla on GPU/TPU) | "xla" | "dot": how conv gradients run
+      conv_impl="auto",  # "auto" (dot_1x1 on CPU, xla on GPU/TPU) | "xla" | "dot_1x1" | "dot"
   ))
 
 

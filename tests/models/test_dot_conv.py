@@ -1,4 +1,4 @@
-"""The dot-product conv (`conv_impl="dot"`) against XLA's conv and a float64 numpy reference."""
+"""The dot-product convs (`conv_impl="dot"`, `"dot_1x1"`) against XLA's conv and a float64 numpy reference."""
 import flax
 import jax
 import jax.numpy as jnp
@@ -51,11 +51,12 @@ def _relative(a, b):
   return float(np.max(np.abs(np.asarray(a, np.float64) - b)) / np.max(np.abs(b)))
 
 
+@pytest.mark.parametrize("impl", ["dot", "dot_1x1"])
 @pytest.mark.parametrize("shape_name", sorted(CONV_SHAPES))
-def test_values_and_gradients_match_xla(shape_name):
+def test_values_and_gradients_match_xla(shape_name, impl):
   x, kernel = _inputs(shape_name)
   args = _conv_args(shape_name)
-  value_dot, (dx_dot, dk_dot) = _loss_and_grads("dot", x, kernel, args)
+  value_dot, (dx_dot, dk_dot) = _loss_and_grads(impl, x, kernel, args)
   value_xla, (dx_xla, dk_xla) = _loss_and_grads("xla", x, kernel, args)
   np.testing.assert_allclose(value_dot, value_xla, rtol=1e-5)
   assert _relative(dx_dot, np.asarray(dx_xla, np.float64)) < 1e-5
@@ -94,9 +95,10 @@ def test_kernel_gradient_matches_a_loop_in_float64(shape_name):
   assert _relative(got, want) < 1e-5
 
 
-def test_bfloat16_gradients_keep_their_dtypes_and_stay_close():
-  x, kernel = _inputs("3x3_s2")
-  args = _conv_args("3x3_s2")
+@pytest.mark.parametrize("shape_name", ["3x3_s2", "1x1_s2_downsample"])
+def test_bfloat16_gradients_keep_their_dtypes_and_stay_close(shape_name):
+  x, kernel = _inputs(shape_name)
+  args = _conv_args(shape_name)
   as_bf16 = lambda a: jnp.asarray(a, jnp.bfloat16)
   _, (dx, dk) = _loss_and_grads("dot", as_bf16(x), as_bf16(kernel), args)
   _, (dx32, dk32) = _loss_and_grads("xla", x, kernel, args)
@@ -104,7 +106,8 @@ def test_bfloat16_gradients_keep_their_dtypes_and_stay_close():
   assert _relative(dk, np.asarray(dk32, np.float64)) < 3e-2  # bf16 inputs: ~3 significant digits
 
 
-def test_a_resnet_trains_the_same_with_either_implementation():
+@pytest.mark.parametrize("impl", ["dot", "dot_1x1"])
+def test_a_resnet_trains_the_same_with_either_implementation(impl):
   """A tiny ResNet-50's train-mode loss and gradients: the switch changes no number.
 
   Compared in float64, where both must agree to rounding (1e-9): in float32
@@ -116,9 +119,9 @@ def test_a_resnet_trains_the_same_with_either_implementation():
     config.update(width=8)
     images = jax.random.normal(jax.random.key(0), (4, 32, 16, 3), jnp.float64)
     models = {}
-    for impl in ("xla", "dot"):
-      config.conv_impl = impl
-      models[impl] = build_model(config, num_classes=5)
+    for name in ("xla", impl):
+      config.conv_impl = name
+      models[name] = build_model(config, num_classes=5)
     variables = models["xla"].init(jax.random.key(1), images, train=False)
     variables = jax.tree.map(lambda a: a.astype(jnp.float64), variables)
 
@@ -127,10 +130,10 @@ def test_a_resnet_trains_the_same_with_either_implementation():
                                     images, train=True, mutable=["batch_stats"])
       return jnp.sum(feature ** 2)
 
-    results = {impl: jax.jit(jax.value_and_grad(loss), static_argnums=1)(variables["params"], m)
-               for impl, m in models.items()}
-  np.testing.assert_allclose(results["dot"][0], results["xla"][0], rtol=1e-12)
-  grads_dot = flax.traverse_util.flatten_dict(results["dot"][1], sep="/")
+    results = {name: jax.jit(jax.value_and_grad(loss), static_argnums=1)(variables["params"], m)
+               for name, m in models.items()}
+  np.testing.assert_allclose(results[impl][0], results["xla"][0], rtol=1e-12)
+  grads_dot = flax.traverse_util.flatten_dict(results[impl][1], sep="/")
   grads_xla = flax.traverse_util.flatten_dict(results["xla"][1], sep="/")
   assert grads_dot.keys() == grads_xla.keys()
   assert any("kernel" in name for name in grads_xla)
@@ -143,7 +146,7 @@ def test_a_resnet_trains_the_same_with_either_implementation():
 
 
 def test_auto_resolves_by_backend_and_unknown_names_fail():
-  assert resolve_conv_impl("auto", backend="cpu") == "dot"
+  assert resolve_conv_impl("auto", backend="cpu") == "dot_1x1"
   assert resolve_conv_impl("auto", backend="gpu") == "xla"
   assert resolve_conv_impl("auto", backend="tpu") == "xla"
   assert resolve_conv_impl("xla", backend="cpu") == "xla"
