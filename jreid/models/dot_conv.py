@@ -10,14 +10,15 @@ A conv's kernel gradient is, for each tap (i, j) of the kernel,
   * 1x1 convs without padding (every ResNet bottleneck's conv1/conv3 and the
     downsample shortcut) are plain dots in all three passes: the forward is
     X W on the (strided) input, the input gradient G W^T (spread back onto
-    the strided grid by interior padding), the kernel gradient G^T X.
+    the strided grid by interior padding), the kernel gradient X^T G from
+    the input saved channel-major.
   * kxk convs keep XLA's forward and input gradient; their kernel gradient is
     XLA's (`kxk="xla"`) or kh*kw strided slices and dots (`kxk="taps"`; one
     im2col dot over the stacked slices where the input has few channels, the
     7x7 stem on RGB, to keep the contraction wide).
 
 Measured on the 2-core CPU (jax 0.10.2, `benchmarks/train_step.py`): the dot
-1x1 passes make the ResNet-50 train step ~1.8x faster than XLA's convs, while
+1x1 passes make the ResNet-50 train step ~2x faster than XLA's convs, while
 the tap kernel gradients are slower than XLA's own for 3x3 and 7x7 convs
 inside a full step, so `conv_impl="auto"` on CPU is 1x1 dots + XLA kxk
 ("dot_1x1"), and "dot" (every kernel gradient as dots) stays for comparison.
@@ -79,22 +80,31 @@ def conv2d_dot(x: jax.Array, kernel: jax.Array, stride: Pair, padding: Pair, dil
 
 
 def _forward(x, kernel, stride, padding, dilation, groups, kxk):
-  return conv2d_dot(x, kernel, stride, padding, dilation, groups, kxk), (x, kernel)
+  y = conv2d_dot(x, kernel, stride, padding, dilation, groups, kxk)
+  if _is_pointwise(kernel.shape, padding, groups):
+    # Saved channel-major, so the kernel gradient X^T G is a plain (C, M) @ (M, O)
+    # product. Saved row-major, XLA:CPU transposes an operand inside the
+    # backward pass, fused with BN's backward at poor memory locality (1.4 s of
+    # a 6 s ResNet-50 step); here the transpose happens once, in the forward.
+    x_channels_major = _subsample(x, stride).reshape(-1, x.shape[-1]).T
+    input_hw = jnp.zeros((0, *x.shape[1:3], 0), x.dtype)  # residuals are arrays: carries (H, W)
+    return y, (x_channels_major, input_hw, kernel)
+  return y, (x, None, kernel)
 
 
 def _backward(stride, padding, dilation, groups, kxk, residuals, g):
-  x, kernel = residuals
+  x, input_hw, kernel = residuals
   if _is_pointwise(kernel.shape, padding, groups):
-    dx = _upsample(_dot(g, kernel[0, 0].T, x.dtype), stride, x.shape)
-    dkernel = kernel_gradient(_subsample(x, stride), g, kernel.shape, (1, 1), padding, dilation,
-                              groups)
+    x_shape = (g.shape[0], *input_hw.shape[1:3], x.shape[0])
+    dx = _upsample(_dot(g, kernel[0, 0].T, x.dtype), stride, x_shape)
+    dkernel = _dot(x, g.reshape(-1, g.shape[-1]), _accumulator(x.dtype))[None, None]
+    return dx, dkernel.astype(kernel.dtype)
+  _, vjp = jax.vjp(lambda x_, k_: xla_conv(x_, k_, stride, padding, dilation, groups), x, kernel)
+  if kxk == "xla":
+    dx, dkernel = vjp(g)
   else:
-    _, vjp = jax.vjp(lambda x_, k_: xla_conv(x_, k_, stride, padding, dilation, groups), x, kernel)
-    if kxk == "xla":
-      dx, dkernel = vjp(g)
-    else:
-      dx, _ = vjp(g)  # the unused XLA kernel gradient is removed by XLA's dead-code elimination
-      dkernel = kernel_gradient(x, g, kernel.shape, stride, padding, dilation, groups)
+    dx, _ = vjp(g)  # the unused XLA kernel gradient is removed by XLA's dead-code elimination
+    dkernel = kernel_gradient(x, g, kernel.shape, stride, padding, dilation, groups)
   return dx, dkernel.astype(kernel.dtype)
 
 
