@@ -21,7 +21,8 @@ Presets (`--config=configs/baseline.py:<arg>`):
   measured on a 2-core CPU; about 10 minutes including data generation).
       python -m jreid.main --config=configs/baseline.py:synth --workdir=runs/synth
 * `synth_long`: the same with every step count doubled (1800 steps), the
-  bag-of-tricks side of the longer SBS comparison (`benchmarks/recipes.py`):
+  bag-of-tricks side of the longer SBS comparison (`benchmarks/recipes.py`;
+  measured mAP 93.06 / rank-1 95.71, 18 min on 2 CPU cores):
       python -m jreid.main --config=configs/baseline.py:synth_long --workdir=runs/synth_long
 * `smoke`: seconds-long run on SynthPerson `tiny` for tests.
 """
