@@ -114,7 +114,8 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
   instances, AutoAugment p=0.1. `arg` "synth" keeps the schedule's fractions
   over 900 steps on SynthPerson `small` at 128x64 with 8 instances (its
   identities have 10-14 images), float32 (faster on CPU) and the model
-  changes in `synth_model`; "synth_long" stretches that schedule to 1800 steps; "smoke" is the seconds-long test run.
+  changes in `synth_model`; "synth_long" stretches that schedule to 1800
+  steps; "smoke" is the seconds-long test run.
   """
   config.loss = loss(softmax="circle", softmax_scale=64.0, softmax_margin=0.35,
                      label_smoothing=0.1, triplet_soft_margin=True)
