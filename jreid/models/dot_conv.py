@@ -97,8 +97,7 @@ def _backward(stride, padding, dilation, groups, kxk, residuals, g):
   if _is_pointwise(kernel.shape, padding, groups):
     x_shape = (g.shape[0], *input_hw.shape[1:3], x.shape[0])
     dx = _upsample(_dot(g, kernel[0, 0].T, x.dtype), stride, x_shape)
-    dkernel = _dot(x, g.reshape(-1, g.shape[-1]), _accumulator(x.dtype))[None, None]
-    return dx, dkernel.astype(kernel.dtype)
+    return dx, _dot(x, g.reshape(-1, g.shape[-1]), kernel.dtype)[None, None]
   _, vjp = jax.vjp(lambda x_, k_: xla_conv(x_, k_, stride, padding, dilation, groups), x, kernel)
   if kxk == "xla":
     dx, dkernel = vjp(g)
