@@ -4,7 +4,9 @@
 sub-folder of `root` (as in FastReID's DATASETS.ROOT). SynthPerson names
 (`synth_<preset>` or `synth_<preset>/<domain>`) are generated on first use into
 `root/synthperson/` and then read back by the Market-1501 parser, so the
-synthetic path is the real path.
+synthetic path is the real path. `synth_<preset>/pool` is the pre-training
+pool of a preset that has one (`lreid`, `tiny_multi`), read by `synth_pool`
+with its tracklet-noisy labels (LUPerson-NL-like; train records only).
 """
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import pathlib
 from typing import Callable, Sequence
 
 from jreid.data.datasets import (cuhk01, cuhk02, cuhk03np, cuhksysu, dukemtmcreid, grid, ilids,
-                                 luperson, market1501, msmt17, personx, prid, sensereid, vehicleid,
-                                 veri, veriwild, viper)
+                                 luperson, market1501, msmt17, personx, prid, sensereid, synth_pool,
+                                 vehicleid, veri, veriwild, viper)
 from jreid.data.records import Split, combine
 from jreid.errors import ConfigError
 
@@ -50,6 +52,8 @@ DATASETS: dict[str, tuple[str, Callable[..., Split]]] = {
     "veriwild_large": ("VERI-Wild", veriwild.load_large),
 }
 
+POOL = "pool"  # synth_<preset>/pool: the preset's pre-training pool, not a labelled domain
+
 
 def _synth(name: str, root: pathlib.Path, domain: int) -> Split:
   from jreid.data import synth  # Imported lazily: only synthetic runs need the generator.
@@ -57,10 +61,17 @@ def _synth(name: str, root: pathlib.Path, domain: int) -> Split:
   if preset not in synth.PRESETS:
     raise ConfigError(f"unknown SynthPerson preset {preset!r} in dataset name {name!r}; "
                       f"known presets: {sorted(synth.PRESETS)}")
+  if domain_name == POOL:
+    if synth.PRESETS[preset].pool is None:
+      with_pool = sorted(p.name for p in synth.PRESETS.values() if p.pool)
+      raise ConfigError(f"SynthPerson preset {preset!r} has no pre-training pool ({name!r}); "
+                        f"presets with one: {with_pool}")
+    return synth_pool.load(synth.ensure(preset, root) / POOL, domain=domain)
   names = synth.domain_names(preset)
   domain_name = domain_name or names[0]
   if domain_name not in names:
-    raise ConfigError(f"SynthPerson preset {preset!r} has domains {names}, not {domain_name!r}")
+    raise ConfigError(f"SynthPerson preset {preset!r} has domains {names}, not {domain_name!r}"
+                      + (f" (or {POOL!r})" if synth.PRESETS[preset].pool else ""))
   generated = synth.ensure(preset, root)
   return market1501.load(generated / domain_name, domain=domain)
 
@@ -71,7 +82,7 @@ def get(name: str, root: str | pathlib.Path, *, domain: int = 0) -> Split:
     return _synth(name, root, domain)
   if name not in DATASETS:
     raise ConfigError(f"unknown dataset {name!r}; known: {sorted(DATASETS)} "
-                      "and synth_<preset>[/<domain>]")
+                      "and synth_<preset>[/<domain>|/pool]")
   folder, parse = DATASETS[name]
   return parse(root / folder, domain=domain)
 
