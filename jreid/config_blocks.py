@@ -98,7 +98,8 @@ def run(*, method: str, seed: int = 0) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       method=method, seed=seed,
       resume="",        # a workdir or checkpoints/ folder to continue (state, step, data)
-      init_from="",     # a workdir or checkpoints/ folder to take matching weights from
+      init_from="",     # matching weights from a workdir / checkpoints/ folder, or a PyTorch
+                        # file (.pth, .pth.tar, .safetensors: ImageNet, LUPerson(-NL), FastReID)
       distributed=False))  # call jax.distributed.initialize() (multi-host)
 
 

@@ -19,11 +19,12 @@ import jax.numpy as jnp
 import optax
 
 from jreid import methods
+from jreid.convert.load import load_torch_weights
 from jreid.data import datasets, pipeline
 from jreid.data.records import Split, combine, relabel
 from jreid.errors import CheckpointMismatchError, NonFiniteLossError
 from jreid.evaluation.retrieval import PostProcessing, ReportOptions, evaluate_split
-from jreid.train import checkpoint, optim, reporting, sharding
+from jreid.train import checkpoint, optim, partition, reporting, sharding
 
 
 @dataclasses.dataclass
@@ -62,6 +63,7 @@ def prepare(config) -> Prepared:
   repl = sharding.replicated(mesh)
   tx, schedule = optim.build(config.optim, config.train.steps)
   method = methods.build(config, data.num_classes, tx, schedule)
+  tx = getattr(method, "tx", tx)  # a method may restrict the optimiser (DASA: its trainable leaves)
   options = pipeline.ImageOptions.from_config(config.data)
   init_rng, _ = jax.random.split(jax.random.key(config.seed))
   sample = jnp.zeros((1, options.height, options.width, 3), jnp.float32)
@@ -70,6 +72,40 @@ def prepare(config) -> Prepared:
   load_weights = getattr(method, "load_weights", lambda state: state)  # see jreid.methods
   fresh_state = lambda: load_weights(jax.jit(method.init, out_shardings=repl)(init_rng, sample))
   return Prepared(data, mesh, tx, method, options, abstract_state, fresh_state)
+
+
+WEIGHTS_SUFFIXES = (".pth", ".pt", ".tar", ".safetensors")  # `.pth.tar` ends in `.tar`
+
+
+def _init_weights(init_from: str, state) -> tuple[tuple, list[str], list[str], str]:
+  """The (params, batch_stats) `init_from` gives `state`, the names loaded and kept, and the source.
+
+  A file is PyTorch weights (torchvision / FastReID / LUPerson MoCo names,
+  `jreid.convert.load`), how real runs start from ImageNet or LUPerson(-NL)
+  ResNets; a folder is another jreid run's checkpoints. Only names and shapes
+  that fit are copied, so a classifier for other identities stays as initialised.
+  """
+  path = pathlib.Path(init_from).expanduser()
+  if path.is_file() or path.suffix in WEIGHTS_SUFFIXES:
+    variables, report = load_torch_weights(path, {"params": state.params,
+                                                  "batch_stats": state.batch_stats})
+    # Back onto the state's own tree types: both sides list dict leaves in sorted key order.
+    params, stats = (jax.tree.unflatten(jax.tree.structure(old), jax.tree.leaves(new))
+                     for old, new in ((state.params, variables["params"]),
+                                      (state.batch_stats, variables.get("batch_stats", {}))))
+    kept = report.missing + [name for name, _, _ in report.mismatched]
+    unused = (f"; {len(report.unused)} file tensors unused: {report.unused[:5]}"
+              if report.unused else "")
+    return (params, stats), report.loaded, kept, f"{path} (PyTorch weights){unused}"
+  other, step = checkpoint.open_existing(init_from)
+  raw = other.restore_raw(step)
+  params, loaded, kept = checkpoint.merge_matching(state.params, raw["params"], prefix="params")
+  stats, loaded_bs, kept_bs = checkpoint.merge_matching(
+      state.batch_stats, raw.get("batch_stats", {}), prefix="batch_stats")
+  if not loaded:
+    raise CheckpointMismatchError(f"config.init_from={init_from}: no parameter of that "
+                                  "checkpoint matches this model by name and shape")
+  return (params, stats), loaded + loaded_bs, kept + kept_bs, str(other.directory / str(step))
 
 
 def _initial_state(config, ckpt, run: Prepared, log):
@@ -86,24 +122,34 @@ def _initial_state(config, ckpt, run: Prepared, log):
     return state, data_state
   state = run.fresh_state()
   if config.init_from:
-    other, step = checkpoint.open_existing(config.init_from)
-    raw = other.restore_raw(step)
-    params, loaded, kept = checkpoint.merge_matching(state.params, raw["params"], prefix="params")
-    stats, loaded_bs, kept_bs = checkpoint.merge_matching(
-        state.batch_stats, raw.get("batch_stats", {}), prefix="batch_stats")
-    if not loaded:
-      raise CheckpointMismatchError(f"config.init_from={config.init_from}: no parameter of that "
-                                    "checkpoint matches this model by name and shape")
-    placed = jax.device_put((params, stats), jax.tree.leaves(state.params)[0].sharding)
-    state = state.replace(params=placed[0], batch_stats=placed[1],
-                          opt_state=jax.jit(run.tx.init)(placed[0]))
-    log(f"initialised {len(loaded) + len(loaded_bs)} arrays from {other.directory / str(step)}; "
-        f"{len(kept) + len(kept_bs)} left as initialised: {(kept + kept_bs)[:5]}")
+    weights, loaded, kept, source = _init_weights(config.init_from, state)
+    fresh = getattr(run.method, "fresh_params", "")  # see jreid.methods
+    if fresh:
+      weights = (partition.merge(weights[0], partition.select(state.params, fresh)), weights[1])
+      kept = kept + [f"params/{name} (fresh: {fresh})" for name in partition.paths(
+          partition.select(state.params, fresh))]
+    params, stats = jax.device_put(weights, jax.tree.leaves(state.params)[0].sharding)
+    state = state.replace(params=params, batch_stats=stats, opt_state=jax.jit(run.tx.init)(params))
+    log(f"initialised {len(loaded)} arrays from {source}; "
+        f"{len(kept)} left as initialised: {kept[:5]}")
   return state, {}
 
 
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   """Trains `config.method` and evaluates it; returns the final results (also in results.json)."""
+  return train(config, workdir).results
+
+
+@dataclasses.dataclass
+class Finished:
+  """A finished run: its final results and what a protocol needs to evaluate it further."""
+  results: dict
+  run: Prepared
+  state: object
+
+
+def train(config, workdir: str | pathlib.Path) -> Finished:
+  """`train_and_evaluate`, keeping the final state: the lifelong protocol's one step per domain."""
   workdir = pathlib.Path(workdir).expanduser()
   workdir.mkdir(parents=True, exist_ok=True)
   sharding.maybe_initialize_distributed(config.distributed)
@@ -205,4 +251,4 @@ def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   if is_main:
     reporting.write_json_atomic(workdir / "results.json", results)
   ckpt.close()
-  return results
+  return Finished(results, run, state)

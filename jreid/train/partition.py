@@ -1,0 +1,58 @@
+"""Pytrees split and merged by path pattern: freezing and DASA's per-domain banks are dict operations.
+
+A path is the '/'-joined key path of a leaf (`backbone/layer1_0/bn1/scale`),
+a pattern a Python regex that must match the whole path (as in
+`jreid.train.param_groups`). `select` keeps the matching leaves, `exclude`
+the others, `merge` lays trees over each other; `merge(exclude(t, p),
+select(t, p)) == t` for every tree and pattern, so a bank can be cut out of
+a model's variables, stored, and laid back over the shared part unchanged.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from flax import traverse_util
+
+from jreid.train.param_groups import _compile
+
+
+def _flat(tree) -> dict:
+  return traverse_util.flatten_dict(tree, sep="/") if tree else {}
+
+
+def _nest(flat: dict) -> dict:
+  return traverse_util.unflatten_dict(flat, sep="/") if flat else {}
+
+
+def _matcher(pattern: str):
+  regex = _compile(pattern) if pattern else None
+  return lambda path: bool(regex and regex.fullmatch(path))
+
+
+def select(tree, pattern: str) -> dict:
+  """The leaves whose path matches `pattern` (an empty pattern matches nothing)."""
+  matches = _matcher(pattern)
+  return _nest({k: v for k, v in _flat(tree).items() if matches(k)})
+
+
+def exclude(tree, pattern: str) -> dict:
+  """The leaves whose path does not match `pattern`."""
+  matches = _matcher(pattern)
+  return _nest({k: v for k, v in _flat(tree).items() if not matches(k)})
+
+
+def merge(*trees) -> dict:
+  """One tree with every leaf of every tree; a later tree's leaf replaces an earlier one's."""
+  out = {}
+  for tree in trees:
+    out.update(_flat(tree))
+  return _nest(out)
+
+
+def paths(tree) -> list[str]:
+  return sorted(_flat(tree))
+
+
+def nbytes(tree) -> int:
+  """Bytes of the arrays' data (what a float32 checkpoint of the tree stores)."""
+  return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
