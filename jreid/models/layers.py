@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from jreid.errors import ConfigError
 from jreid.models import dot_conv
+from jreid.models.sa import SemanticsAdaption
 
 # PyTorch's BatchNorm defaults. Flax's momentum is the weight of the *old*
 # running value, so torch momentum 0.1 is flax momentum 0.9. One difference
@@ -90,7 +91,12 @@ def resolve_conv_impl(name: str, backend: str | None = None) -> str:
 class Conv(nn.Module):
   """A 2-D convolution with torch's arguments; no bias unless asked (ResNets follow with BN).
 
-  Params: `kernel` (kh, kw, in/groups, features) and, with `use_bias`, `bias`.
+  `sa_kernel` > 0 appends DASA's Semantics Adaption module (`jreid.models.sa`,
+  identity-initialised) to the conv's output, so "an SA after every conv,
+  before its BN" is one field here rather than a module in every block.
+
+  Params: `kernel` (kh, kw, in/groups, features), with `use_bias` `bias`, with
+  `sa_kernel` `sa/kernel` (k, k, features).
   """
   features: int
   kernel_size: int | tuple[int, int]
@@ -100,6 +106,7 @@ class Conv(nn.Module):
   groups: int = 1
   use_bias: bool = False
   impl: str = "xla"
+  sa_kernel: int = 0
   kernel_init: Initializer = kaiming_fan_out()
   bias_init: Initializer = nn.initializers.zeros
 
@@ -116,6 +123,8 @@ class Conv(nn.Module):
                dilation=self.dilation, groups=self.groups, impl=self.impl)
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,))
+    if self.sa_kernel:
+      y = SemanticsAdaption(self.sa_kernel, name="sa")(y)
     return y
 
 

@@ -47,8 +47,8 @@ METAS = ("reid", "mgn", "pcb")
 # Keys each meta-architecture ignores; they must keep their default values.
 _UNUSED = {
     "reid": ("num_parts", "part_dim"),
-    "mgn": ("head", "embed_dim", "dropout", "num_parts", "part_dim"),
-    "pcb": ("head", "neck_bias", "embed_dim"),
+    "mgn": ("head", "embed_dim", "dropout", "num_parts", "part_dim", "sa_kernel", "sa_stages"),
+    "pcb": ("head", "neck_bias", "embed_dim", "sa_kernel", "sa_stages"),
 }
 
 
@@ -72,6 +72,8 @@ def default_model_config() -> ml_collections.ConfigDict:
       num_parts=6,     # pcb: horizontal stripes of the final map (the paper's 6)
       part_dim=256,    # pcb: per-stripe reduced dimension (the paper's 256; test feature num_parts * part_dim)
       conv_impl="auto",  # "auto" (dot_1x1 on CPU, xla on GPU/TPU) | "xla" | "dot_1x1" | "dot"
+      sa_kernel=0,     # DASA's SA module after every conv (jreid.models.sa): 0 = none, 5 = the paper's
+      sa_stages=(0, 1, 2, 3, 4),  # where: 0 = stem, 1..4 = layer1..layer4 (the paper's Tab. 7)
   ))
 
 
@@ -125,9 +127,19 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int, *,
   if model_cfg.meta == "mgn":
     return _build_mgn(model_cfg, num_classes, make_pooling, cosine_classifier)
 
+  adaption = {}
+  if model_cfg.sa_kernel:
+    entry = BACKBONES[model_cfg.backbone]
+    if getattr(entry, "func", entry) is not ResNet:
+      raise ConfigError(f"model.sa_kernel: SA modules are defined for the ResNet family, "
+                        f"not model.backbone={model_cfg.backbone!r}")
+    if model_cfg.sa_kernel % 2 == 0 or not set(model_cfg.sa_stages) <= {0, 1, 2, 3, 4}:
+      raise ConfigError(f"model.sa_kernel must be odd and model.sa_stages within 0..4, got "
+                        f"{model_cfg.sa_kernel} and {tuple(model_cfg.sa_stages)}")
+    adaption = dict(sa_kernel=model_cfg.sa_kernel, sa_stages=tuple(model_cfg.sa_stages))
   backbone = BACKBONES[model_cfg.backbone](
       width=model_cfg.width, last_stride=model_cfg.last_stride, ibn=model_cfg.ibn,
-      non_local=model_cfg.non_local, conv_impl=resolve_conv_impl(model_cfg.conv_impl))
+      non_local=model_cfg.non_local, conv_impl=resolve_conv_impl(model_cfg.conv_impl), **adaption)
   pooling = make_pooling()
   if model_cfg.meta == "pcb":
     if model_cfg.num_parts < 1 or model_cfg.part_dim < 1:

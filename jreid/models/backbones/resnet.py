@@ -94,14 +94,16 @@ def _merge(y: jax.Array, shortcut: jax.Array, ibn_b: bool) -> jax.Array:
   return nn.relu(y)
 
 
-def _shortcut(x: jax.Array, features: int, stride: int, train: bool, conv_impl: str) -> jax.Array:
+def _shortcut(x: jax.Array, features: int, stride: int, train: bool, conv_impl: str,
+              sa_kernel: int) -> jax.Array:
   """Identity, or a strided 1x1 conv + BN where the shape changes (torchvision's rule).
 
   Called inside a block's compact `__call__`, so the modules belong to the block.
   """
   if stride == 1 and x.shape[-1] == features:
     return x
-  x = Conv(features, 1, stride=stride, impl=conv_impl, name="downsample_conv")(x)
+  x = Conv(features, 1, stride=stride, impl=conv_impl, sa_kernel=sa_kernel,
+           name="downsample_conv")(x)
   return batch_norm(name="downsample_bn")(x, use_running_average=not train)
 
 
@@ -118,6 +120,7 @@ class BasicBlock(nn.Module):
   groups: int = 1
   inner: int | None = None
   conv_impl: str = "xla"
+  sa_kernel: int = 0
   expansion: ClassVar[int] = 1
 
   @nn.compact
@@ -125,12 +128,13 @@ class BasicBlock(nn.Module):
     if self.groups != 1 or self.inner not in (None, self.planes):
       raise ConfigError("BasicBlock has no grouped (ResNeXt) form")
     use_avg = not train
-    conv = functools.partial(Conv, impl=self.conv_impl)
+    conv = functools.partial(Conv, impl=self.conv_impl, sa_kernel=self.sa_kernel)
     y = conv(self.planes, 3, stride=self.stride, padding=1, name="conv1")(x)
     y = nn.relu(_norm1(self.ibn)(y, use_running_average=use_avg))
     y = conv(self.planes, 3, padding=1, name="conv2")(y)
     y = batch_norm(name="bn2")(y, use_running_average=use_avg)
-    return _merge(y, _shortcut(x, self.planes, self.stride, train, self.conv_impl), self.ibn_b)
+    shortcut = _shortcut(x, self.planes, self.stride, train, self.conv_impl, self.sa_kernel)
+    return _merge(y, shortcut, self.ibn_b)
 
 
 class Bottleneck(nn.Module):
@@ -147,6 +151,7 @@ class Bottleneck(nn.Module):
   groups: int = 1
   inner: int | None = None
   conv_impl: str = "xla"
+  sa_kernel: int = 0
   expansion: ClassVar[int] = 4
 
   @nn.compact
@@ -154,14 +159,15 @@ class Bottleneck(nn.Module):
     use_avg = not train
     out_features = self.planes * self.expansion
     inner = self.inner or self.planes
-    conv = functools.partial(Conv, impl=self.conv_impl)
+    conv = functools.partial(Conv, impl=self.conv_impl, sa_kernel=self.sa_kernel)
     y = conv(inner, 1, name="conv1")(x)
     y = nn.relu(_norm1(self.ibn)(y, use_running_average=use_avg))
     y = conv(inner, 3, stride=self.stride, padding=1, groups=self.groups, name="conv2")(y)
     y = nn.relu(batch_norm(name="bn2")(y, use_running_average=use_avg))
     y = conv(out_features, 1, name="conv3")(y)
     y = batch_norm(name="bn3")(y, use_running_average=use_avg)
-    return _merge(y, _shortcut(x, out_features, self.stride, train, self.conv_impl), self.ibn_b)
+    shortcut = _shortcut(x, out_features, self.stride, train, self.conv_impl, self.sa_kernel)
+    return _merge(y, shortcut, self.ibn_b)
 
 
 def stem_max_pool(x: jax.Array, ceil_mode: bool) -> jax.Array:
@@ -202,6 +208,10 @@ class ResNet(nn.Module):
   takes that map as input. Blocks keep their full-network names, strides and
   IBN / non-local positions; `intermediates` holds only the stages completed
   within the range. The defaults run the whole network.
+
+  `sa_kernel` > 0 puts DASA's SA module (`jreid.models.sa`) after every conv
+  of the stages in `sa_stages` (0 = the stem conv, 1..4 = layer1..layer4,
+  downsample convs included: 53 modules in ResNet-50), before its BN.
   """
   block: type[BasicBlock] | type[Bottleneck]
   stage_sizes: Sequence[int]
@@ -216,6 +226,8 @@ class ResNet(nn.Module):
   first: Block | None = None
   last: Block | None = None
   conv_impl: str = "xla"
+  sa_kernel: int = 0
+  sa_stages: Sequence[int] = (0, 1, 2, 3, 4)
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -227,7 +239,8 @@ class ResNet(nn.Module):
     groups = max(1, self.groups * self.width // 64)
     intermediates = {}
     if self.first is None:
-      x = Conv(self.width, 7, stride=2, padding=3, impl=self.conv_impl, name="conv1")(x)
+      x = Conv(self.width, 7, stride=2, padding=3, impl=self.conv_impl,
+               sa_kernel=self.sa_kernel if 0 in self.sa_stages else 0, name="conv1")(x)
       if kind == "b":
         x = instance_norm(name="bn1")(x)
       else:
@@ -248,7 +261,9 @@ class ResNet(nn.Module):
                        ibn_b=kind == "b" and i < 2 and j == blocks - 1,
                        groups=groups,
                        inner=planes * self.groups * self.width_per_group // 64,
-                       conv_impl=self.conv_impl, name=f"layer{i + 1}_{j}")(x, train=train)
+                       conv_impl=self.conv_impl,
+                       sa_kernel=self.sa_kernel if i + 1 in self.sa_stages else 0,
+                       name=f"layer{i + 1}_{j}")(x, train=train)
         k = j - (blocks - n_local)
         if k >= 0:
           x = NonLocal(conv_impl=self.conv_impl, name=f"NL_{i + 1}_{k}")(x, train=train)
