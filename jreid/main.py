@@ -1,7 +1,8 @@
 """Command line: `python -m jreid.main --config=configs/baseline.py:synth --workdir=DIR`.
 
 Any config value can be overridden (`--config.seed=1`, `--config.train.steps=N`).
-Notebooks call `jreid.train.loop.train_and_evaluate(config, workdir)` directly.
+Notebooks call `jreid.train.loop.train_and_evaluate(config, workdir)` directly, or
+`jreid.evaluation.lifelong.run_lifelong` for a config with a `lifelong` section.
 """
 import re
 import sys
@@ -39,9 +40,14 @@ def parse_command_line(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
   parse_command_line(sys.argv if argv is None else argv)
-  from jreid.train.loop import train_and_evaluate  # after flag parsing: keeps --help fast
+  config = _CONFIG.value
+  # Imported after flag parsing: keeps --help fast.
+  if "lifelong" in config:  # a domain sequence (configs/dasa.py): the lifelong protocol
+    from jreid.evaluation.lifelong import run_lifelong as run
+  else:
+    from jreid.train.loop import train_and_evaluate as run
   try:
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    run(config, _WORKDIR.value)
   except ReIDError as err:
     fail(str(err))
 

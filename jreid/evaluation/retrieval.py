@@ -106,7 +106,8 @@ def evaluate_split(features_fn: Callable, state, split: Split, *, mesh,
                    options: pipeline.ImageOptions, batch_size: int, metric: str,
                    max_rank: int = 50, report: ReportOptions | None = None,
                    post: PostProcessing = PostProcessing(),
-                   spatial_fn: Callable | None = None) -> dict:
+                   spatial_fn: Callable | None = None,
+                   embed: Callable[[list[Record]], np.ndarray] | None = None) -> dict:
   """FastReID's numbers for one dataset, in percent (mAP, rank-1/5/10, mINP).
 
   `post` adds query expansion (applied to every number reported), re-ranked
@@ -114,10 +115,13 @@ def evaluate_split(features_fn: Callable, state, split: Split, *, mesh,
   "single_shot" and DSR matching of `spatial_fn`'s maps under "dsr" (meant for
   the small partial-ReID sets: every image's whole map is held in memory).
   With `report`, also writes the rank-list, distance and ROC pictures.
+  `embed(records) -> features` replaces `features_fn` for query and gallery
+  where each image needs its own weights (DASA's routing to domain banks).
   """
   extract = lambda records, fn=features_fn: extract_features(fn, state, records, mesh=mesh,
                                                              options=options, batch_size=batch_size)
-  query, gallery = extract(split.query), extract(split.gallery)
+  embed = embed or extract
+  query, gallery = embed(split.query), embed(split.gallery)
   query = expand_queries(query, gallery, post)
   distances = compute_distance(query, gallery, metric=metric)
   labels = _labels(split)

@@ -121,3 +121,23 @@ def save_roc_curve(fpr: np.ndarray, tpr: np.ndarray, path: str | pathlib.Path, *
   figure.savefig(path, dpi=100)
   plt.close(figure)
   return pathlib.Path(path)
+
+
+def save_lifelong_curve(steps: Sequence[str], maps: Sequence[float], rank1s: Sequence[float],
+                        path: str | pathlib.Path, *, title: str) -> None:
+  """The seen-domain average after each lifelong step: forgetting shows as a falling line."""
+  figure, axes = plt.subplots(figsize=(6, 4))
+  positions = np.arange(1, len(steps) + 1)
+  axes.plot(positions, maps, "o-", label="mAP")
+  axes.plot(positions, rank1s, "s--", label="rank-1")
+  axes.set_xticks(positions, [f"{i}: {s}" for i, s in zip(positions, steps)], rotation=20)
+  axes.set_xlabel("after training step")
+  axes.set_ylabel("seen-domain average (%)")
+  axes.set_ylim(0, 100)
+  axes.set_title(title)
+  axes.legend()
+  axes.grid(alpha=0.3)
+  figure.tight_layout()
+  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+  figure.savefig(path, dpi=100)
+  plt.close(figure)

@@ -8,7 +8,10 @@ Methods whose model has a spatial map may add `spatial_features(state, images)
 Methods whose state holds weights read from another run (a distillation
 teacher) add `load_weights(state) -> state`: `init` runs under jit, where no
 file can be read, so the loop calls it on a freshly initialised state (a
-resumed state already holds those weights).
+resumed state already holds those weights). Methods that must not inherit
+some parameters from `config.init_from` name them in `fresh_params`, a path
+pattern (DASA: each domain's classifier starts anew even when the previous
+domain had as many identities).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from jreid.errors import ConfigError
 METHODS = {
     "supervised": "jreid.methods.supervised",
     "distill": "jreid.methods.distill",
+    "dasa": "jreid.methods.dasa",
 }
 
 

@@ -1,0 +1,108 @@
+"""DASA and the lifelong baselines on SynthPerson `lreid`'s domain sequence, one JSON table.
+
+    python -m benchmarks.lifelong --out=benchmarks/results/lifelong_synth.json
+    python -m benchmarks.lifelong --only=dasa,finetune --root=/tmp/lifelong
+
+Each run is `python -m jreid.main --config=configs/dasa.py:synth --workdir=<root>/<name>`
+with the strategy's flags, as a user would type it; every run starts from the
+same cached pre-training (`configs/pretrain_synth.py`) and a run whose
+`results.json` already holds its unseen domains is read, not repeated. The
+JSON holds each run's per-step table, unseen results (every routing policy),
+storage and wall time, and the checks of the DASA issue:
+
+  - `dasa_minus_finetune`: seen-domain average mAP after the last step;
+  - `dasa_first_domain_drop`: first-domain mAP right after step 1 minus after the last;
+  - `dasa_minus_da`, `dasa_minus_sa`: seen-domain average mAP after the last step;
+  - `bank_fraction_of_backbone`: one DASA bank's bytes over the shared backbone's.
+"""
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+from benchmarks.common import write_result
+
+CONFIG = "configs/dasa.py:synth"
+NO_SA = "--config.model.sa_kernel=0"
+RUNS = {
+    "dasa": [],
+    "da": ["--config.lifelong.strategy=da", NO_SA],
+    "sa": ["--config.lifelong.strategy=sa"],
+    "finetune": ["--config.lifelong.strategy=finetune", NO_SA],
+    "lwf": ["--config.lifelong.strategy=lwf", NO_SA],
+    "joint": ["--config.lifelong.strategy=joint", NO_SA],
+}
+
+
+def run(name: str, root: pathlib.Path) -> dict:
+  workdir = root / name
+  command = [sys.executable, "-m", "jreid.main", f"--config={CONFIG}", f"--workdir={workdir}",
+             *RUNS[name]]
+  results_file = workdir / "results.json"
+  wall = None
+  if not (results_file.exists() and "storage" in json.loads(results_file.read_text())):
+    print(f"[lifelong] {name}: {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    wall = time.perf_counter() - start
+    walls = _walls(root)
+    walls[name] = wall
+    (root / "walls.json").write_text(json.dumps(walls, indent=2))
+  results = json.loads(results_file.read_text())
+  last = results["steps"][-1]
+  return {"command": " ".join(command[1:]), "wall_s": wall or _walls(root).get(name),
+          "seen_average_last": last["seen_average"], "results": results}
+
+
+def _walls(root: pathlib.Path) -> dict:
+  record = root / "walls.json"
+  return json.loads(record.read_text()) if record.exists() else {}
+
+
+def checks(runs: dict) -> dict:
+  avg = lambda name: runs[name]["seen_average_last"]["mAP"]
+  out = {}
+  if "dasa" in runs:
+    steps = runs["dasa"]["results"]["steps"]
+    first = runs["dasa"]["results"]["domains"][0]
+    out["dasa_first_domain_drop"] = steps[0]["seen"][first]["mAP"] - steps[-1]["seen"][first]["mAP"]
+    out["bank_fraction_of_backbone"] = runs["dasa"]["results"]["storage"]["bank_fraction_of_backbone"]
+    for other in ("finetune", "da", "sa", "lwf", "joint"):
+      if other in runs:
+        out[f"dasa_minus_{other}"] = avg("dasa") - avg(other)
+  return out
+
+
+def table(runs: dict) -> str:
+  lines = [f"{'strategy':<10}{'seen avg mAP':>14}{'R-1':>8}{'unseen mAP':>12}{'R-1':>8}{'wall s':>9}"]
+  for name, r in runs.items():
+    unseen = r["results"].get("unseen", {}).get("average", {})
+    lines.append(f"{name:<10}{r['seen_average_last']['mAP']:>14.2f}{r['seen_average_last']['rank1']:>8.2f}"
+                 f"{unseen.get('mAP', float('nan')):>12.2f}{unseen.get('rank1', float('nan')):>8.2f}"
+                 f"{(r['wall_s'] or float('nan')):>9.0f}")
+  return "\n".join(lines)
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--root", default="/tmp/jreid_lifelong")
+  parser.add_argument("--only", default="", help="comma-separated run names; default all")
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  root = pathlib.Path(args.root).resolve()
+  root.mkdir(parents=True, exist_ok=True)
+  names = [n for n in args.only.split(",") if n] or list(RUNS)
+  unknown = sorted(set(names) - set(RUNS))
+  if unknown:
+    parser.error(f"unknown runs {unknown}; known: {list(RUNS)}")
+  runs = {name: run(name, root) for name in names}
+  print(table(runs), flush=True)
+  result = {"sequence": CONFIG, "runs": runs, "checks": checks(runs)}
+  print(json.dumps(result["checks"], indent=2), flush=True)
+  write_result(args.out, result)
+
+
+if __name__ == "__main__":
+  main()

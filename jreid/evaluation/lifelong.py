@@ -1,0 +1,277 @@
+"""The lifelong ReID protocol (LReID): train domains in sequence, evaluate every seen one after each.
+
+`run_lifelong(config, workdir)` is what `python -m jreid.main` runs for a
+config with a `lifelong` section (configs/dasa.py). Each step is one run of
+the shared loop (`jreid.train.loop.train`) in `workdir/step<k>_<domain>/`,
+started from the previous step's weights (`init_from`: the classifier,
+whose shape changes, starts fresh) and scheduled in epochs of that domain.
+After a step:
+
+  * the step's *bank* (the strategy's per-domain variables, `jreid.methods.dasa`)
+    is saved to `banks/<k>_<domain>.msgpack` and its cameras to `banks/routing.json`;
+  * every seen domain is evaluated, each test image embedded with the bank of
+    its camera's domain (`jreid.evaluation.routing`); mAP / R-1 per domain and
+    their averages go to `results.json` (rewritten after every step).
+
+After the last step the unseen domains are evaluated under every routing
+policy, storage is accounted (shared backbone, one bank, the classifier, as
+the paper's Tab. 3), the paper-style table is printed and the seen-domain
+average over steps is plotted (`seen_average.png`). A stopped run resumes:
+finished steps are restored from their checkpoints, not retrained.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import math
+import pathlib
+
+import jax
+
+from jreid.data import datasets
+from jreid.errors import ConfigError
+from jreid.evaluation import routing
+from jreid.evaluation.retrieval import evaluate_split
+from jreid.methods.dasa import STRATEGIES
+from jreid.train import loop, partition, reporting, sharding
+
+
+def _names(text: str) -> list[str]:
+  return [n.strip() for n in text.split(",") if n.strip()]
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+  name: str                  # for folders and tables
+  datasets: tuple[str, ...]  # trained together in this step (several for joint training)
+
+
+def plan(config) -> list[Step]:
+  domains = _names(config.lifelong.domains)
+  if not domains:
+    raise ConfigError("lifelong.domains is empty: name the datasets to train in order, "
+                      "e.g. 'market1501,dukemtmc,cuhksysu,msmt17'")
+  if len(set(domains)) != len(domains):
+    raise ConfigError(f"lifelong.domains names a dataset twice: {domains}")
+  if config.lifelong.strategy not in STRATEGIES:
+    raise ConfigError(f"lifelong.strategy={config.lifelong.strategy!r}; choose one of "
+                      f"{sorted(STRATEGIES)}")
+  if STRATEGIES[config.lifelong.strategy].joint:
+    return [Step("joint", tuple(domains))]
+  return [Step(name, (name,)) for name in domains]
+
+
+def _steps(epochs: float, images: int, batch_size: int) -> int:
+  return max(1, math.ceil(epochs * images / batch_size))
+
+
+def step_config(config, index: int, step: Step, train_images: int, previous: str):
+  """The shared loop's config for one step: its data, its schedule, where it starts from."""
+  out = copy.deepcopy(config)
+  lifelong, batch = config.lifelong, config.train.batch_size
+  milestone = lifelong.first_milestone_epochs if index == 0 else lifelong.later_milestone_epochs
+  out.data.train = ",".join(step.datasets)
+  out.data.test = ""  # the protocol evaluates, with routing
+  out.train.steps = _steps(lifelong.epochs, train_images, batch)
+  out.optim.warmup_steps = min(_steps(lifelong.warmup_epochs, train_images, batch), out.train.steps)
+  out.optim.milestones = (_steps(milestone, train_images, batch),)
+  out.train.checkpoint_every = min(config.train.checkpoint_every, out.train.steps)
+  out.init_from = previous
+  if lifelong.strategy == "lwf":
+    # The first domain has nothing to remember: LwF starts as plain fine-tuning.
+    out.lifelong.strategy = "lwf" if index > 0 else "finetune"
+    out.lifelong.teacher = previous if index > 0 else ""
+  return out
+
+
+RECIPE = "recipe:"
+
+
+def _load_config(text: str):
+  """`configs/x.py[:arg]` (relative to the working directory or to jreid's checkout) -> config."""
+  file_name, _, arg = text.partition(":")
+  candidates = [pathlib.Path(file_name), pathlib.Path(__file__).parents[2] / file_name]
+  path = next((c for c in candidates if c.is_file()), None)
+  if path is None:
+    raise ConfigError(f"init_from={RECIPE}{text}: no config file {file_name} in "
+                      f"{[str(c.parent) for c in candidates]}")
+  spec = importlib.util.spec_from_file_location(f"jreid_recipe_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def resolve_init_from(init_from: str, data_root: str, log) -> str:
+  """`recipe:configs/pretrain_synth.py[:arg]` names a pre-training run instead of its folder.
+
+  The run (reading its data under `data_root`) is trained once into
+  `data_root`/pretrained/<name>_<config hash>/, resumed there if it was
+  interrupted, and its folder is returned; any other value is returned as it is.
+  """
+  if not init_from.startswith(RECIPE):
+    return init_from
+  recipe = _load_config(init_from[len(RECIPE):])
+  recipe.data.root = data_root
+  digest = hashlib.sha1(recipe.to_json(sort_keys=True).encode()).hexdigest()[:10]
+  name = pathlib.Path(init_from[len(RECIPE):].partition(":")[0]).stem
+  folder = pathlib.Path(data_root).expanduser() / "pretrained" / f"{name}_{digest}"
+  if not (folder / "results.json").is_file():
+    log(f"pre-training {init_from[len(RECIPE):]} into {folder} (once per machine)")
+    loop.train_and_evaluate(recipe, folder)
+  return str(folder)
+
+
+def _folder(index: int, step: Step) -> str:
+  return f"step{index + 1}_{step.name.replace('/', '_')}"
+
+
+def _summary(numbers: dict) -> dict:
+  return {"mAP": numbers["mAP"], "rank1": numbers["rank1"], "mINP": numbers["mINP"]}
+
+
+def _average(per_domain: dict) -> dict:
+  keys = ("mAP", "rank1")
+  return {k: sum(v[k] for v in per_domain.values()) / len(per_domain) for k in keys}
+
+
+def storage(state, bank: dict) -> dict:
+  """Bytes of the shared backbone, of one domain's bank and of the current classifier."""
+  backbone = partition.nbytes(state.params["backbone"]) + partition.nbytes(
+      state.batch_stats.get("backbone", {}))
+  bank_bytes = partition.nbytes(bank)
+  return {"backbone_bytes": backbone, "bank_bytes": bank_bytes,
+          "classifier_bytes": partition.nbytes(state.params["head"]["classifier"]),
+          "bank_fraction_of_backbone": bank_bytes / backbone}
+
+
+def format_table(results: dict) -> str:
+  """The paper's layout: one row per step, mAP / R-1 per seen domain and their average."""
+  domains = results["domains"]
+  width = max(12, *(len(d) + 2 for d in domains))
+  head = f"{'after step':<22}" + "".join(f"{d:>{width}}" for d in domains) + f"{'seen avg':>{width}}"
+  lines = [f"lifelong ReID, strategy {results['strategy']} (mAP / R-1, percent)", head]
+  for row in results["steps"]:
+    cells = [f"{row['seen'][d]['mAP']:.1f}/{row['seen'][d]['rank1']:.1f}" if d in row["seen"] else "-"
+             for d in domains]
+    avg = row["seen_average"]
+    lines.append(f"{row['step']:<22}" + "".join(f"{c:>{width}}" for c in cells)
+                 + f"{avg['mAP']:.1f}/{avg['rank1']:.1f}".rjust(width))
+  if results.get("unseen"):
+    unseen = results["unseen"]
+    lines.append(f"unseen domains (routing policy {results['unseen_policy']}): " + ", ".join(
+        f"{d} {v['mAP']:.1f}/{v['rank1']:.1f}" for d, v in unseen["domains"].items())
+        + f"; average {unseen['average']['mAP']:.1f}/{unseen['average']['rank1']:.1f}")
+  if results.get("storage"):
+    s = results["storage"]
+    mb = lambda n: f"{n / 2 ** 20:.3f} MB"
+    lines += ["storage (the paper's Tab. 3):",
+              f"  shared backbone        {mb(s['backbone_bytes'])}",
+              f"  one domain's bank      {mb(s['bank_bytes'])} "
+              f"({100 * s['bank_fraction_of_backbone']:.2f}% of the backbone)",
+              f"  classifier (discarded) {mb(s['classifier_bytes'])}"]
+  return "\n".join(lines)
+
+
+def save_plot(results: dict, path: pathlib.Path) -> None:
+  from jreid.evaluation.visualize import save_lifelong_curve
+  save_lifelong_curve([row["step"] for row in results["steps"]],
+                      [row["seen_average"]["mAP"] for row in results["steps"]],
+                      [row["seen_average"]["rank1"] for row in results["steps"]],
+                      path, title=f"lifelong ReID ({results['strategy']}): seen-domain average")
+
+
+def run_lifelong(config, workdir: str | pathlib.Path) -> dict:
+  """Trains the domain sequence of `config.lifelong` and evaluates it; returns results.json's content."""
+  workdir = pathlib.Path(workdir).expanduser()
+  workdir.mkdir(parents=True, exist_ok=True)
+  is_main = jax.process_index() == 0
+  log = (lambda text: print(text, flush=True)) if is_main else (lambda text: None)
+  if is_main:
+    reporting.write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
+  steps = plan(config)
+  domains = [name for step in steps for name in step.datasets]
+  unseen = _names(config.lifelong.unseen)
+  splits = {name: datasets.get(name, config.data.root) for name in domains + unseen}
+  results = {"strategy": config.lifelong.strategy, "domains": domains, "unseen_domains": unseen,
+             "unseen_policy": config.lifelong.unseen_policy, "steps": []}
+  strategy = STRATEGIES[config.lifelong.strategy]
+  if strategy.trainable != ".*" and not config.init_from:
+    raise ConfigError(f"lifelong.strategy={config.lifelong.strategy!r} freezes the convolutions, so "
+                      "they must come pre-trained: set config.init_from (a PyTorch weights file, "
+                      "a workdir, or recipe:configs/pretrain_synth.py)")
+  banks, camera_domains = [], {}
+  previous = resolve_init_from(config.init_from, config.data.root, log)
+  mesh = sharding.data_mesh()
+  for index, step in enumerate(steps):
+    images = sum(len(splits[name].train) for name in step.datasets)
+    folder = workdir / _folder(index, step)
+    log(f"lifelong step {index + 1}/{len(steps)}: {', '.join(step.datasets)} "
+        f"({images} training images) in {folder}")
+    finished = loop.train(step_config(config, index, step, images, previous), folder)
+    run, state = finished.run, finished.state
+    bank = run.method.bank(state.params, state.batch_stats)
+    banks.append(jax.device_get(bank))
+    for name in step.datasets:
+      camera_domains.update({key: index for key in routing.cameras_of(
+          name, splits[name].train + splits[name].query + splits[name].gallery)})
+    if is_main:
+      routing.save_bank(workdir / "banks" / f"{index + 1}_{step.name.replace('/', '_')}.msgpack",
+                        banks[-1])
+      routing.save_camera_map(workdir / "banks" / "routing.json", camera_domains,
+                              [s.name for s in steps[:index + 1]])
+    jitted = _jitted(run.method, mesh)
+    router = _router(jitted, run, state, banks, camera_domains, mesh, config, policy="last")
+    seen = {name: _summary(_evaluate(router, run, state, name, splits[name], mesh, config))
+            for s in steps[:index + 1] for name in s.datasets}
+    row = {"step": step.name, "seen": seen, "seen_average": _average(seen)}
+    results["steps"].append(row)
+    log(f"after {step.name}: " + ", ".join(f"{d} mAP {v['mAP']:.2f} R-1 {v['rank1']:.2f}"
+                                           for d, v in seen.items())
+        + f"; seen average mAP {row['seen_average']['mAP']:.2f} R-1 {row['seen_average']['rank1']:.2f}")
+    if is_main:
+      reporting.write_json_atomic(workdir / "results.json", results)
+    previous = str(folder)
+
+  if unseen:
+    policies = routing.POLICIES if any(b["params"] or b["batch_stats"] for b in banks) else ("last",)
+    by_policy = {}
+    for policy in policies:
+      router = _router(jitted, run, state, banks, camera_domains, mesh, config, policy=policy)
+      per_domain = {name: _summary(_evaluate(router, run, state, name, splits[name], mesh, config))
+                    for name in unseen}
+      by_policy[policy] = {"domains": per_domain, "average": _average(per_domain),
+                           "chosen_banks": dict(router.chosen)}
+    if config.lifelong.unseen_policy not in by_policy:
+      raise ConfigError(f"lifelong.unseen_policy={config.lifelong.unseen_policy!r}; choose one "
+                        f"of {routing.POLICIES}")
+    results["unseen"] = by_policy[config.lifelong.unseen_policy]
+    results["unseen_policies"] = by_policy
+  results["storage"] = storage(state, banks[-1])
+  log(format_table(results))
+  if is_main:
+    reporting.write_json_atomic(workdir / "results.json", results)
+    save_plot(results, workdir / "seen_average.png")
+  return results
+
+
+def _jitted(method, mesh) -> tuple:
+  """The step's feature and stem-moment functions, compiled once for all its evaluations."""
+  repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  jit = lambda fn: jax.jit(fn, in_shardings=(repl, batch_sharding), out_shardings=repl)
+  return jit(method.features), jit(method.stem_moments)
+
+
+def _router(jitted, run, state, banks, camera_domains, mesh, config, *,
+            policy: str) -> routing.Router:
+  extract = routing.extractor(mesh=mesh, options=run.options, batch_size=config.eval.batch_size)
+  return routing.Router(state=state, banks=banks, camera_domains=camera_domains,
+                        features_fn=jitted[0], extract=extract, stats_fn=jitted[1], policy=policy)
+
+
+def _evaluate(router, run, state, name, split, mesh, config) -> dict:
+  return evaluate_split(router.features_fn, state, split, mesh=mesh, options=run.options,
+                        batch_size=config.eval.batch_size, metric=config.eval.metric,
+                        embed=lambda records: router.embed(name, records))
