@@ -197,6 +197,9 @@ def run_lifelong(config, workdir: str | pathlib.Path) -> dict:
   splits = {name: datasets.get(name, config.data.root) for name in domains + unseen}
   results = {"strategy": config.lifelong.strategy, "domains": domains, "unseen_domains": unseen,
              "unseen_policy": config.lifelong.unseen_policy, "steps": []}
+  if config.lifelong.unseen_policy not in routing.POLICIES:
+    raise ConfigError(f"lifelong.unseen_policy={config.lifelong.unseen_policy!r}; choose one "
+                      f"of {routing.POLICIES}")
   strategy = STRATEGIES[config.lifelong.strategy]
   if strategy.trainable != ".*" and not config.init_from:
     raise ConfigError(f"lifelong.strategy={config.lifelong.strategy!r} freezes the convolutions, so "
@@ -222,10 +225,8 @@ def run_lifelong(config, workdir: str | pathlib.Path) -> dict:
                         banks[-1])
       routing.save_camera_map(workdir / "banks" / "routing.json", camera_domains,
                               [s.name for s in steps[:index + 1]])
-    jitted = _jitted(run.method, mesh)
-    router = _router(jitted, run, state, banks, camera_domains, mesh, config, policy="last")
-    seen = {name: _summary(_evaluate(router, run, state, name, splits[name], mesh, config))
-            for s in steps[:index + 1] for name in s.datasets}
+    evaluator = Evaluator(run, state, banks, camera_domains, splits, mesh, config.eval)
+    seen, _ = evaluator([name for s in steps[:index + 1] for name in s.datasets], policy="last")
     row = {"step": step.name, "seen": seen, "seen_average": _average(seen)}
     results["steps"].append(row)
     log(f"after {step.name}: " + ", ".join(f"{d} mAP {v['mAP']:.2f} R-1 {v['rank1']:.2f}"
@@ -236,19 +237,7 @@ def run_lifelong(config, workdir: str | pathlib.Path) -> dict:
     previous = str(folder)
 
   if unseen:
-    policies = routing.POLICIES if any(b["params"] or b["batch_stats"] for b in banks) else ("last",)
-    by_policy = {}
-    for policy in policies:
-      router = _router(jitted, run, state, banks, camera_domains, mesh, config, policy=policy)
-      per_domain = {name: _summary(_evaluate(router, run, state, name, splits[name], mesh, config))
-                    for name in unseen}
-      by_policy[policy] = {"domains": per_domain, "average": _average(per_domain),
-                           "chosen_banks": dict(router.chosen)}
-    if config.lifelong.unseen_policy not in by_policy:
-      raise ConfigError(f"lifelong.unseen_policy={config.lifelong.unseen_policy!r}; choose one "
-                        f"of {routing.POLICIES}")
-    results["unseen"] = by_policy[config.lifelong.unseen_policy]
-    results["unseen_policies"] = by_policy
+    results.update(unseen_results(evaluator, unseen, config.lifelong.unseen_policy))
   results["storage"] = storage(state, banks[-1])
   log(format_table(results))
   if is_main:
@@ -257,21 +246,46 @@ def run_lifelong(config, workdir: str | pathlib.Path) -> dict:
   return results
 
 
-def _jitted(method, mesh) -> tuple:
-  """The step's feature and stem-moment functions, compiled once for all its evaluations."""
-  repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  jit = lambda fn: jax.jit(fn, in_shardings=(repl, batch_sharding), out_shardings=repl)
-  return jit(method.features), jit(method.stem_moments)
+def unseen_results(evaluator: "Evaluator", names: list[str], policy: str) -> dict:
+  """Unseen domains under every routing policy (one, when no strategy bank exists)."""
+  has_banks = any(b["params"] or b["batch_stats"] for b in evaluator.banks)
+  by_policy = {}
+  for candidate in routing.POLICIES if has_banks else (policy,):
+    per_domain, chosen = evaluator(names, policy=candidate)
+    by_policy[candidate] = {"domains": per_domain, "average": _average(per_domain),
+                            "chosen_banks": chosen}
+  return {"unseen": by_policy[policy], "unseen_policies": by_policy}
 
 
-def _router(jitted, run, state, banks, camera_domains, mesh, config, *,
-            policy: str) -> routing.Router:
-  extract = routing.extractor(mesh=mesh, options=run.options, batch_size=config.eval.batch_size)
-  return routing.Router(state=state, banks=banks, camera_domains=camera_domains,
-                        features_fn=jitted[0], extract=extract, stats_fn=jitted[1], policy=policy)
+@dataclasses.dataclass
+class Evaluator:
+  """Evaluates datasets with a step's state and the banks so far, each image routed by its camera."""
+  run: loop.Prepared
+  state: object
+  banks: list[dict]
+  camera_domains: dict[str, int]
+  splits: dict
+  mesh: object
+  eval_config: object
 
+  def __post_init__(self):
+    repl, batch_sharding = sharding.replicated(self.mesh), sharding.batch_sharded(self.mesh)
+    jit = lambda fn: jax.jit(fn, in_shardings=(repl, batch_sharding), out_shardings=repl)
+    # Compiled once for all of this step's evaluations.
+    self.features_fn, self.stats_fn = jit(self.run.method.features), jit(self.run.method.stem_moments)
 
-def _evaluate(router, run, state, name, split, mesh, config) -> dict:
-  return evaluate_split(router.features_fn, state, split, mesh=mesh, options=run.options,
-                        batch_size=config.eval.batch_size, metric=config.eval.metric,
-                        embed=lambda records: router.embed(name, records))
+  def __call__(self, names: list[str], *, policy: str) -> tuple[dict, dict]:
+    """{dataset: mAP / rank1 / mINP} and the banks the policy chose for unseen cameras."""
+    batch_size = self.eval_config.batch_size
+    router = routing.Router(
+        state=self.state, banks=self.banks, camera_domains=self.camera_domains,
+        features_fn=self.features_fn, stats_fn=self.stats_fn, policy=policy,
+        extract=routing.extractor(mesh=self.mesh, options=self.run.options, batch_size=batch_size))
+    per_domain = {}
+    for name in names:
+      numbers = evaluate_split(self.features_fn, self.state, self.splits[name], mesh=self.mesh,
+                               options=self.run.options, batch_size=batch_size,
+                               metric=self.eval_config.metric,
+                               embed=lambda records, name=name: router.embed(name, records))
+      per_domain[name] = _summary(numbers)
+    return per_domain, dict(router.chosen)

@@ -60,7 +60,8 @@ def test_results_table_and_storage(finished):
   last = results["steps"][1]
   assert last["seen_average"]["mAP"] == pytest.approx(np.mean([v["mAP"] for v in last["seen"].values()]))
   assert set(results["unseen_policies"]) == set(routing.POLICIES)
-  assert results["unseen"] == results["unseen_policies"]["last"]
+  assert results["unseen"] == results["unseen_policies"][results["unseen_policy"]] != {}
+  assert results["unseen_policy"] == "stats"  # the default, measured best
   bank_file = sorted((workdir / "banks").glob("2_*.msgpack"))[0]
   assert results["storage"]["bank_bytes"] == partition.nbytes(routing.load_bank(bank_file))
   assert "seen avg" in stdout and "one domain's bank" in stdout
