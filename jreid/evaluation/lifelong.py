@@ -64,6 +64,21 @@ def plan(config) -> list[Step]:
   return [Step(name, (name,)) for name in domains]
 
 
+def check_config(config) -> None:
+  """What would otherwise fail hours in: the method, the unseen policy, a pre-trained trunk."""
+  if config.method != "dasa":
+    raise ConfigError(f"a config with a lifelong section trains method='dasa' (its strategies "
+                      f"include the baselines), not method={config.method!r}")
+  if config.lifelong.unseen_policy not in routing.POLICIES:
+    raise ConfigError(f"lifelong.unseen_policy={config.lifelong.unseen_policy!r}; choose one "
+                      f"of {routing.POLICIES}")
+  strategy = STRATEGIES[config.lifelong.strategy]
+  if strategy.trainable != ".*" and not config.init_from:
+    raise ConfigError(f"lifelong.strategy={config.lifelong.strategy!r} freezes the convolutions, so "
+                      "they must come pre-trained: set config.init_from (a PyTorch weights file, "
+                      "a workdir, or recipe:configs/pretrain_synth.py)")
+
+
 def _steps(epochs: float, images: int, batch_size: int) -> int:
   return max(1, math.ceil(epochs * images / batch_size))
 
@@ -192,19 +207,12 @@ def run_lifelong(config, workdir: str | pathlib.Path) -> dict:
   if is_main:
     reporting.write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
   steps = plan(config)
+  check_config(config)
   domains = [name for step in steps for name in step.datasets]
   unseen = _names(config.lifelong.unseen)
   splits = {name: datasets.get(name, config.data.root) for name in domains + unseen}
   results = {"strategy": config.lifelong.strategy, "domains": domains, "unseen_domains": unseen,
              "unseen_policy": config.lifelong.unseen_policy, "steps": []}
-  if config.lifelong.unseen_policy not in routing.POLICIES:
-    raise ConfigError(f"lifelong.unseen_policy={config.lifelong.unseen_policy!r}; choose one "
-                      f"of {routing.POLICIES}")
-  strategy = STRATEGIES[config.lifelong.strategy]
-  if strategy.trainable != ".*" and not config.init_from:
-    raise ConfigError(f"lifelong.strategy={config.lifelong.strategy!r} freezes the convolutions, so "
-                      "they must come pre-trained: set config.init_from (a PyTorch weights file, "
-                      "a workdir, or recipe:configs/pretrain_synth.py)")
   banks, camera_domains = [], {}
   previous = resolve_init_from(config.init_from, config.data.root, log)
   mesh = sharding.data_mesh()

@@ -1,0 +1,65 @@
+"""The lifelong protocol's plan and per-step configs, and its config checks (no training)."""
+import pytest
+
+from benchmarks.common import load_config
+from jreid.errors import ConfigError
+from jreid.evaluation import lifelong
+
+
+def _config(**lifelong_overrides):
+  config = load_config("configs/dasa.py:synth")
+  config.lifelong.update(lifelong_overrides)
+  return config
+
+
+def test_one_step_per_domain_or_one_joint_step():
+  steps = lifelong.plan(_config())
+  assert [s.datasets for s in steps] == [(f"synth_lreid/d{i}",) for i in range(4)]
+  joint = lifelong.plan(_config(strategy="joint"))
+  assert len(joint) == 1 and joint[0].datasets == tuple(f"synth_lreid/d{i}" for i in range(4))
+
+
+@pytest.mark.parametrize("domains,match", [("", "empty"), ("a,b,a", "twice")])
+def test_bad_domain_lists(domains, match):
+  with pytest.raises(ConfigError, match=match):
+    lifelong.plan(_config(domains=domains))
+
+
+def test_step_config_schedules_in_epochs_of_its_domain():
+  config = _config()  # batch 64, 12 epochs, warmup 2, milestones 8 (first) / 6 (later)
+  steps = lifelong.plan(config)
+  first = lifelong.step_config(config, 0, steps[0], 1005, "/pre")
+  assert first.data.train == "synth_lreid/d0" and first.data.test == ""
+  assert first.train.steps == 189  # ceil(12 * 1005 / 64)
+  assert first.optim.warmup_steps == 32 and tuple(first.optim.milestones) == (126,)
+  assert first.init_from == "/pre"
+  later = lifelong.step_config(config, 2, steps[2], 990, "/runs/step2")
+  assert later.train.steps == 186 and tuple(later.optim.milestones) == (93,)
+  assert later.init_from == "/runs/step2"
+  assert config.data.train == "" and config.train.steps != 189  # the user's config is untouched
+
+
+def test_lwf_starts_as_fine_tuning_then_distils_from_the_previous_step():
+  config = _config(strategy="lwf")
+  steps = lifelong.plan(config)
+  first = lifelong.step_config(config, 0, steps[0], 1000, "/pre")
+  assert first.lifelong.strategy == "finetune" and first.lifelong.teacher == ""
+  second = lifelong.step_config(config, 1, steps[1], 1000, "/runs/step1")
+  assert second.lifelong.strategy == "lwf" and second.lifelong.teacher == "/runs/step1"
+
+
+def test_config_checks_fail_before_any_work():
+  config = _config(unseen_policy="nearest")
+  with pytest.raises(ConfigError, match="unseen_policy"):
+    lifelong.check_config(config)
+  config = _config()
+  config.init_from = ""
+  with pytest.raises(ConfigError, match="pre-trained"):
+    lifelong.check_config(config)
+  config = _config()
+  config.method = "supervised"
+  with pytest.raises(ConfigError, match="method='dasa'"):
+    lifelong.check_config(config)
+  config = _config(strategy="finetune")
+  config.init_from = ""
+  lifelong.check_config(config)  # fine-tuning may start from scratch
