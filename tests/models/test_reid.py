@@ -77,7 +77,7 @@ def test_default_config_is_bot():
                                pooling="avg", gem_p=3.0, gem_learnable=False,
                                neck_bias=False, test_feature="neck", head="bnneck",
                                embed_dim=0, dropout=0.0, meta="reid", num_parts=6, part_dim=256,
-                               conv_impl="auto")
+                               conv_impl="auto", sa_kernel=0, sa_stages=(0, 1, 2, 3, 4))
 
 
 def test_build_model_rejects_bad_configs():
