@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from jreid.errors import ConfigError
 from jreid.models.reid import build_model, default_model_config
 from jreid.models.sa import SemanticsAdaption, depthwise_conv, dirac_init
 
@@ -99,3 +100,16 @@ def test_a_fresh_sa_model_computes_the_pretrained_function():
   merged = {"params": unflatten_dict(flat, sep="/"), "batch_stats": plain_vars["batch_stats"]}
   np.testing.assert_allclose(sa_model.apply(merged, x, train=False)[0],
                              plain_model.apply(plain_vars, x, train=False)[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("model,match", [
+    (dict(sa_kernel=4), "odd"),
+    (dict(sa_kernel=5, sa_stages=(3, 5)), "within 0..4"),
+    (dict(sa_kernel=5, backbone="resnest50"), "ResNet family"),
+    (dict(sa_kernel=5, meta="mgn", head="bnneck"), "no effect"),
+])
+def test_sa_settings_that_cannot_work_are_errors(model, match):
+  config = default_model_config()
+  config.update(**model)
+  with pytest.raises(ConfigError, match=match):
+    build_model(config, 5)
