@@ -106,6 +106,7 @@ def trainable_only(tx: optax.GradientTransformation, pattern: str) -> optax.Grad
 
 @dataclasses.dataclass(frozen=True)
 class Lifelong:
+  """One domain's training under a strategy; the protocol builds one per step (its class count)."""
   model: ReID
   strategy: Strategy
   tx: optax.GradientTransformation  # restricted to `strategy.trainable`
