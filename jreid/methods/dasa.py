@@ -135,7 +135,7 @@ class Lifelong:
     """LwF: the previous domain's model as the teacher (eagerly, outside jit)."""
     if not self.strategy.distill:
       return state
-    stored = _restore_variables(self.teacher_dir)
+    stored, _ = checkpoint.restore_variables(self.teacher_dir)
     problem = checkpoint.describe_mismatch(checkpoint.shapes_by_name(stored),
                                            checkpoint.shapes_by_name(state.teacher))
     if problem:
@@ -217,17 +217,8 @@ class Lifelong:
             "batch_stats": partition.select(batch_stats, self.strategy.bank_stats)}
 
 
-def _restore_variables(workdir: str) -> dict:
-  other, step = checkpoint.open_existing(workdir)
-  try:
-    raw = other.restore_raw(step)
-  finally:
-    other.close()
-  return {"params": raw.get("params") or {}, "batch_stats": raw.get("batch_stats") or {}}
-
-
 def _num_classes_of(workdir: str) -> int:
-  stored = _restore_variables(workdir)
+  stored, _ = checkpoint.restore_variables(workdir)
   return int(stored["params"]["head"]["classifier"]["kernel"].shape[-1])
 
 

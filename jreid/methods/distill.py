@@ -84,13 +84,7 @@ class Distill:
 
   def load_weights(self, state: DistillState) -> DistillState:
     """Fills the teacher from `teacher_checkpoint` (eagerly, outside jit), checking it fits."""
-    other, step = checkpoint.open_existing(self.teacher_checkpoint)
-    try:
-      raw = other.restore_raw(step)
-    finally:
-      other.close()
-    where = other.directory / str(step)
-    stored = {"params": raw.get("params") or {}, "batch_stats": raw.get("batch_stats") or {}}
+    stored, where = checkpoint.restore_variables(self.teacher_checkpoint)
     stored_shapes = checkpoint.shapes_by_name(stored)
     expected_shapes = checkpoint.shapes_by_name(state.teacher)
     for name, shape in expected_shapes.items():

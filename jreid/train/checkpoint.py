@@ -151,3 +151,14 @@ def merge_matching(target, source, *, prefix: str) -> tuple[Any, list[str], list
 
 def _named_leaves(tree):
   return [(_path_name(path), leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def restore_variables(path: str | pathlib.Path) -> tuple[dict, pathlib.Path]:
+  """Another run's latest `{"params", "batch_stats"}` (numpy) and where they were read from."""
+  other, step = open_existing(path)
+  try:
+    raw = other.restore_raw(step)
+  finally:
+    other.close()
+  return ({"params": raw.get("params") or {}, "batch_stats": raw.get("batch_stats") or {}},
+          other.directory / str(step))
