@@ -23,7 +23,6 @@ backbone, the banks and that map, nothing else.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 from typing import Callable
@@ -36,6 +35,7 @@ from jreid.data.records import Record
 from jreid.errors import ConfigError, ReIDError
 from jreid.evaluation.retrieval import extract_features
 from jreid.train import partition
+from jreid.train.reporting import write_json_atomic
 
 POLICIES = ("last", "stats", "average")
 
@@ -66,8 +66,7 @@ def load_bank(path: str | pathlib.Path) -> dict:
 
 def save_camera_map(path: str | pathlib.Path, camera_domains: dict[str, int],
                     domain_names: list[str]) -> None:
-  payload = {"domains": domain_names, "cameras": dict(sorted(camera_domains.items()))}
-  pathlib.Path(path).write_text(json.dumps(payload, indent=1) + "\n")
+  write_json_atomic(path, {"domains": domain_names, "cameras": dict(sorted(camera_domains.items()))})
 
 
 def stats_distance(mean_a, var_a, mean_b, var_b) -> float:
@@ -125,14 +124,21 @@ class Router:
     return self.chosen[camera]
 
   def embed(self, dataset: str, records: list[Record]) -> np.ndarray:
-    """Features of `records` (one dataset) in order, each from its camera's bank."""
-    groups: dict[str, list[int]] = {}
+    """Features of `records` (one dataset) in order, each from its camera's bank.
+
+    Cameras are resolved first and images grouped by bank, so each bank's
+    weights are merged and its images extracted in one pass.
+    """
+    by_camera: dict[str, list[int]] = {}
     for i, record in enumerate(records):
-      groups.setdefault(camera_key(dataset, record.camid), []).append(i)
+      by_camera.setdefault(camera_key(dataset, record.camid), []).append(i)
+    by_bank: dict[int | None, list[int]] = {}
+    for camera, indices in by_camera.items():
+      bank = self.bank_for(camera, [records[i] for i in indices])
+      by_bank.setdefault(bank, []).extend(indices)
     out = None
-    for camera, indices in groups.items():
+    for index, indices in by_bank.items():
       subset = [records[i] for i in indices]
-      index = self.bank_for(camera, subset)
       if index is None:
         feats = np.mean([_normalise(self.extract(self.features_fn, self.state_for(b), subset))
                          for b in range(len(self.banks))], axis=0)
