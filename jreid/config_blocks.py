@@ -5,8 +5,12 @@ exactly which blocks it uses and what it changes. No global default tree.
 """
 from __future__ import annotations
 
+import importlib.util
+import pathlib
+
 import ml_collections
 
+from jreid.errors import ConfigError
 from jreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -146,3 +150,19 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
                         compute_dtype="float32")
     config.optim.update(warmup_steps=2, freeze_steps=1, cosine_delay_steps=2)
     config.eval.update(batch_size=32)
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """`configs/x.py[:arg]` -> its config, as `--config` gives it to jreid.main.
+
+  A relative path is looked up in the working directory, then in jreid's checkout.
+  """
+  file_name, _, arg = spec.partition(":")
+  candidates = [pathlib.Path(file_name), pathlib.Path(__file__).parents[1] / file_name]
+  path = next((c for c in candidates if c.is_file()), None)
+  if path is None:
+    raise ConfigError(f"no config file {file_name} in {[str(c.parent) for c in candidates]}")
+  module_spec = importlib.util.spec_from_file_location(f"jreid_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()

@@ -24,13 +24,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import math
 import pathlib
 
 import jax
 
+from jreid import config_blocks
 from jreid.data import datasets
 from jreid.errors import ConfigError
 from jreid.evaluation import routing
@@ -105,20 +105,6 @@ def step_config(config, index: int, step: Step, train_images: int, previous: str
 RECIPE = "recipe:"
 
 
-def _load_config(text: str):
-  """`configs/x.py[:arg]` (relative to the working directory or to jreid's checkout) -> config."""
-  file_name, _, arg = text.partition(":")
-  candidates = [pathlib.Path(file_name), pathlib.Path(__file__).parents[2] / file_name]
-  path = next((c for c in candidates if c.is_file()), None)
-  if path is None:
-    raise ConfigError(f"init_from={RECIPE}{text}: no config file {file_name} in "
-                      f"{[str(c.parent) for c in candidates]}")
-  spec = importlib.util.spec_from_file_location(f"jreid_recipe_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
-
-
 def resolve_init_from(init_from: str, data_root: str, log) -> str:
   """`recipe:configs/pretrain_synth.py[:arg]` names a pre-training run instead of its folder.
 
@@ -128,7 +114,7 @@ def resolve_init_from(init_from: str, data_root: str, log) -> str:
   """
   if not init_from.startswith(RECIPE):
     return init_from
-  recipe = _load_config(init_from[len(RECIPE):])
+  recipe = config_blocks.load_config(init_from[len(RECIPE):])
   recipe.data.root = data_root
   digest = hashlib.sha1(recipe.to_json(sort_keys=True).encode()).hexdigest()[:10]
   name = pathlib.Path(init_from[len(RECIPE):].partition(":")[0]).stem
