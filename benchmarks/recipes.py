@@ -13,6 +13,10 @@ issue asks for:
     configs/baseline.py:synth);
   - `sbs_minus_bot_long`: the same pair with every step count doubled
     (the `synth_long` presets, 1800 steps);
+  - `sbs_minus_bot_pretrained`: the pair fine-tuned from person-pretrained
+    trunks (`synth_pretrained` presets: BoT from `configs/pretrain_synth.py`,
+    SBS from its ResNet-18-IBN-a variant `:ibn`), the regime both recipes are
+    made for (FastReID starts them from ImageNet weights);
   - `bf16_minus_fp32`: the baseline trained with `train.compute_dtype=bfloat16`
     vs float32;
   - `distilled_minus_student`: the ResNet-34 student trained alone vs
@@ -38,10 +42,13 @@ RUNS = {
     "distilled": ("configs/distill.py:synth", ["--config.teacher.checkpoint={root}/bot"]),
     "bot_long": ("configs/baseline.py:synth_long", []),
     "sbs_long": ("configs/sbs.py:synth_long", []),
+    "bot_pretrained": ("configs/baseline.py:synth_pretrained", []),
+    "sbs_pretrained": ("configs/sbs.py:synth_pretrained", []),
 }
 COMPARISONS = {
     "sbs_minus_bot": ("sbs", "bot"),
     "sbs_minus_bot_long": ("sbs_long", "bot_long"),
+    "sbs_minus_bot_pretrained": ("sbs_pretrained", "bot_pretrained"),
     "bf16_minus_fp32": ("bot_bf16", "bot"),
     "distilled_minus_student": ("distilled", "student"),
 }

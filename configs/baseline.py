@@ -45,7 +45,7 @@ def get_config(arg: str = ""):
 
   if arg == "r50_ibn":
     config.model.update(ibn="a")
-  elif arg in ("synth", "synth_long"):
+  elif arg in ("synth", "synth_long", "synth_pretrained"):
     length = 2 if arg == "synth_long" else 1  # synth_long: the same schedule stretched 2x
     config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
                        height=128, width=64, padding=5)
@@ -53,6 +53,8 @@ def get_config(arg: str = ""):
     config.train.update(batch_size=64, steps=900 * length, log_every=50, checkpoint_every=300)
     config.optim.update(warmup_steps=100 * length, milestones=(600 * length, 800 * length))
     config.eval.update(before_training=True)
+    if arg == "synth_pretrained":
+      config.init_from = "recipe:configs/pretrain_synth.py"
   elif arg == "smoke":
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
                        height=32, width=16, padding=2)
@@ -61,5 +63,5 @@ def get_config(arg: str = ""):
     config.optim.update(warmup_steps=2, milestones=(3,))
     config.eval.update(batch_size=32)
   elif arg:
-    raise ValueError(f"unknown preset {arg!r} for configs/baseline.py; use '', 'r50_ibn', 'synth', 'synth_long' or 'smoke'")
+    raise ValueError(f"unknown preset {arg!r} for configs/baseline.py; use '', 'r50_ibn', 'synth', 'synth_long', 'synth_pretrained' or 'smoke'")
   return config

@@ -23,6 +23,8 @@ Presets (`--config=configs/pretrain_synth.py:<arg>`):
   Measured on a 2-core CPU (pool already generated): 13 min; mAP 21.62 /
   rank-1 24.76 on d0 and 28.79 / 29.03 on u0, against 5.72 and 5.53 mAP
   for the untrained model.
+* `ibn`: the same on ResNet-18-IBN-a, the trunk `configs/sbs.py:synth_pretrained`
+  starts from (as FastReID's SBS starts from ImageNet ResNet-IBN-a weights).
 * `smoke`: seconds-long run on the `tiny_multi` pool for tests.
 """
 from jreid import config_blocks
@@ -43,7 +45,9 @@ def get_config(arg: str = ""):
                                    root="~/.cache/jreid", height=128, width=64)
   config.data.update(padding=5, num_instances=4)
 
-  if arg == "smoke":
+  if arg == "ibn":
+    config.model.update(ibn="a")
+  elif arg == "smoke":
     config.data.update(train="synth_tiny_multi/pool", test="synth_tiny_multi/d0",
                        height=32, width=16, padding=2)
     config.model.update(width=8)
@@ -51,5 +55,5 @@ def get_config(arg: str = ""):
     config.optim.update(warmup_steps=2, milestones=(3,))
     config.eval.update(batch_size=32)
   elif arg:
-    raise ValueError(f"unknown preset {arg!r} for configs/pretrain_synth.py; use '' or 'smoke'")
+    raise ValueError(f"unknown preset {arg!r} for configs/pretrain_synth.py; use '', 'ibn' or 'smoke'")
   return config

@@ -49,7 +49,9 @@ def get_config(arg: str = ""):
   # Narrow ResNet-50s with non-local blocks do not learn from scratch in 900 steps (see above).
   config_blocks.sbs_recipe(config, arg, synth_model=dict(backbone="resnet18", width=32,
                                                          non_local=False))
-  if arg not in ("", "synth", "synth_long", "smoke"):
+  if arg == "synth_pretrained":
+    config.init_from = "recipe:configs/pretrain_synth.py:ibn"
+  if arg not in ("", "synth", "synth_long", "synth_pretrained", "smoke"):
     raise ValueError(f"unknown preset {arg!r} for configs/sbs.py; "
-                     "use '', 'synth', 'synth_long' or 'smoke'")
+                     "use '', 'synth', 'synth_long', 'synth_pretrained' or 'smoke'")
   return config

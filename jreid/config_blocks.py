@@ -132,7 +132,7 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
   config.eval = evaluation()
   config.data = data(train="market1501", test="market1501", root="~/datasets", height=384, width=128)
   config.data.update(num_instances=16, autoaug_p=0.1)
-  if arg in ("synth", "synth_long"):
+  if arg in ("synth", "synth_long", "synth_pretrained"):
     length = 2 if arg == "synth_long" else 1
     config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
                        height=128, width=64, padding=5, num_instances=8)

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import pathlib
 
 import jax
 
-from jreid import config_blocks
 from jreid.data import datasets
 from jreid.errors import ConfigError
 from jreid.evaluation import routing
@@ -100,29 +98,6 @@ def step_config(config, index: int, step: Step, train_images: int, previous: str
     out.lifelong.strategy = "lwf" if index > 0 else "finetune"
     out.lifelong.teacher = previous if index > 0 else ""
   return out
-
-
-RECIPE = "recipe:"
-
-
-def resolve_init_from(init_from: str, data_root: str, log) -> str:
-  """`recipe:configs/pretrain_synth.py[:arg]` names a pre-training run instead of its folder.
-
-  The run (reading its data under `data_root`) is trained once into
-  `data_root`/pretrained/<name>_<config hash>/, resumed there if it was
-  interrupted, and its folder is returned; any other value is returned as it is.
-  """
-  if not init_from.startswith(RECIPE):
-    return init_from
-  recipe = config_blocks.load_config(init_from[len(RECIPE):])
-  recipe.data.root = data_root
-  digest = hashlib.sha1(recipe.to_json(sort_keys=True).encode()).hexdigest()[:10]
-  name = pathlib.Path(init_from[len(RECIPE):].partition(":")[0]).stem
-  folder = pathlib.Path(data_root).expanduser() / "pretrained" / f"{name}_{digest}"
-  if not (folder / "results.json").is_file():
-    log(f"pre-training {init_from[len(RECIPE):]} into {folder} (once per machine)")
-    loop.train_and_evaluate(recipe, folder)
-  return str(folder)
 
 
 def _folder(index: int, step: Step) -> str:
@@ -200,7 +175,7 @@ def run_lifelong(config, workdir: str | pathlib.Path) -> dict:
   results = {"strategy": config.lifelong.strategy, "domains": domains, "unseen_domains": unseen,
              "unseen_policy": config.lifelong.unseen_policy, "steps": []}
   banks, camera_domains = [], {}
-  previous = resolve_init_from(config.init_from, config.data.root, log)
+  previous = loop.resolve_init_from(config.init_from, config.data.root, log)
   mesh = sharding.data_mesh()
   for index, step in enumerate(steps):
     images = sum(len(splits[name].train) for name in step.datasets)

@@ -9,6 +9,7 @@ state, its pure step and its feature function (see `jreid.methods`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import pathlib
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jreid import methods
+from jreid import config_blocks, methods
 from jreid.convert.load import load_torch_weights
 from jreid.data import datasets, pipeline
 from jreid.data.records import Split, combine, relabel
@@ -108,6 +109,29 @@ def _init_weights(init_from: str, state) -> tuple[tuple, list[str], list[str], s
   return (params, stats), loaded + loaded_bs, kept + kept_bs, str(other.directory / str(step))
 
 
+RECIPE = "recipe:"
+
+
+def resolve_init_from(init_from: str, data_root: str, log) -> str:
+  """`recipe:configs/pretrain_synth.py[:arg]` names a pre-training run instead of its folder.
+
+  The run (reading its data under `data_root`) is trained once into
+  `data_root`/pretrained/<name>_<config hash>/, resumed there if it was
+  interrupted, and its folder is returned; any other value is returned as it is.
+  """
+  if not init_from.startswith(RECIPE):
+    return init_from
+  recipe = config_blocks.load_config(init_from[len(RECIPE):])
+  recipe.data.root = data_root
+  digest = hashlib.sha1(recipe.to_json(sort_keys=True).encode()).hexdigest()[:10]
+  name = pathlib.Path(init_from[len(RECIPE):].partition(":")[0]).stem
+  folder = pathlib.Path(data_root).expanduser() / "pretrained" / f"{name}_{digest}"
+  if not (folder / "results.json").is_file():
+    log(f"pre-training {init_from[len(RECIPE):]} into {folder} (once per machine)")
+    train_and_evaluate(recipe, folder)
+  return str(folder)
+
+
 def _initial_state(config, ckpt, run: Prepared, log):
   """Resume order: this workdir, `config.resume`, `config.init_from` weights, scratch."""
   latest = ckpt.latest_step()
@@ -122,7 +146,8 @@ def _initial_state(config, ckpt, run: Prepared, log):
     return state, data_state
   state = run.fresh_state()
   if config.init_from:
-    weights, loaded, kept, source = _init_weights(config.init_from, state)
+    init_from = resolve_init_from(config.init_from, config.data.root, log)
+    weights, loaded, kept, source = _init_weights(init_from, state)
     fresh = getattr(run.method, "fresh_params", "")  # see jreid.methods
     if fresh:
       weights = (partition.merge(weights[0], partition.select(state.params, fresh)), weights[1])
