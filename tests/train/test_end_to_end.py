@@ -185,6 +185,24 @@ def test_init_from_loads_weights_but_starts_at_step_zero(tmp_path, market_root):
   assert [e["step"] for e in measurements(target)] == [1]
 
 
+def test_init_from_recipe_is_trained_once_then_reused(tmp_path):
+  data = tmp_path / "data"
+  smoke = [f"--config.data.root={data}", "--config.train.steps=1", "--config.eval.before_training=True",
+           "--config.init_from=recipe:configs/baseline.py:smoke"]
+  first = run([sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
+               f"--workdir={tmp_path / 'first'}", *smoke])
+  (pretrained,) = (data / "pretrained").iterdir()
+  assert pretrained.name.startswith("baseline_") and f"pre-training configs/baseline.py:smoke into {pretrained}" in first.stdout
+  second = run([sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
+                f"--workdir={tmp_path / 'second'}", *smoke])
+  assert "pre-training" not in second.stdout and f"from {pretrained}" in second.stdout
+  # Both runs start from the recipe's final weights: their untrained evaluation is its result.
+  recipe = json.loads((pretrained / "results.json").read_text())["synth_tiny"]
+  for name in ("first", "second"):
+    evals = [json.loads(line) for line in (tmp_path / name / "evals.jsonl").read_text().splitlines()]
+    assert evals[0]["step"] == 0 and evals[0]["synth_tiny"] == recipe
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, market_root):
   workdir = tmp_path / "run"
   result = run(command(workdir, market_root, "--config.train.steps=6",
