@@ -16,7 +16,8 @@ issue asks for:
   - `sbs_minus_bot_pretrained`: the pair fine-tuned from person-pretrained
     trunks (`synth_pretrained` presets: BoT from `configs/pretrain_synth.py`,
     SBS from its ResNet-18-IBN-a variant `:ibn`), the regime both recipes are
-    made for (FastReID starts them from ImageNet weights);
+    made for (FastReID starts them from ImageNet weights), for seeds 0 and 1
+    and their mean; `sbs_circle_minus_bot_pretrained` keeps SBS's CircleSoftmax;
   - `bf16_minus_fp32`: the baseline trained with `train.compute_dtype=bfloat16`
     vs float32;
   - `distilled_minus_student`: the ResNet-34 student trained alone vs
@@ -44,11 +45,18 @@ RUNS = {
     "sbs_long": ("configs/sbs.py:synth_long", []),
     "bot_pretrained": ("configs/baseline.py:synth_pretrained", []),
     "sbs_pretrained": ("configs/sbs.py:synth_pretrained", []),
+    "bot_pretrained_seed1": ("configs/baseline.py:synth_pretrained", ["--config.seed=1"]),
+    "sbs_pretrained_seed1": ("configs/sbs.py:synth_pretrained", ["--config.seed=1"]),
+    "sbs_pretrained_circle": ("configs/sbs.py:synth_pretrained", ["--config.loss.softmax=circle"]),
 }
 COMPARISONS = {
     "sbs_minus_bot": ("sbs", "bot"),
     "sbs_minus_bot_long": ("sbs_long", "bot_long"),
     "sbs_minus_bot_pretrained": ("sbs_pretrained", "bot_pretrained"),
+    "sbs_minus_bot_pretrained_seed1": ("sbs_pretrained_seed1", "bot_pretrained_seed1"),
+    "sbs_minus_bot_pretrained_mean": (("sbs_pretrained", "sbs_pretrained_seed1"),
+                                      ("bot_pretrained", "bot_pretrained_seed1")),
+    "sbs_circle_minus_bot_pretrained": ("sbs_pretrained_circle", "bot_pretrained"),
     "bf16_minus_fp32": ("bot_bf16", "bot"),
     "distilled_minus_student": ("distilled", "student"),
 }
@@ -80,6 +88,17 @@ def _recorded_wall(root: pathlib.Path, name: str):
   return json.loads(record.read_text()).get(name) if record.exists() else None
 
 
+def _names(side) -> tuple:
+  return (side,) if isinstance(side, str) else tuple(side)
+
+
+def compare(runs: dict, first, second) -> dict:
+  """Mean mAP / rank-1 of the `first` runs minus that of the `second` (a name or several seeds)."""
+  mean = lambda side, key: sum(runs[n][key] for n in _names(side)) / len(_names(side))
+  return {"runs": [first, second], "mAP_difference": mean(first, "mAP") - mean(second, "mAP"),
+          "rank1_difference": mean(first, "rank1") - mean(second, "rank1")}
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--root", default="/tmp/jreid_recipes")
@@ -101,9 +120,8 @@ def main():
     (root / "walls.json").write_text(json.dumps(walls, indent=2))
     print(f"[recipes] {name}: mAP {runs[name]['mAP']:.2f} rank-1 {runs[name]['rank1']:.2f} "
           f"wall {runs[name]['wall_s']} s", flush=True)
-  comparisons = {key: {"runs": pair, "mAP_difference": runs[pair[0]]["mAP"] - runs[pair[1]]["mAP"],
-                       "rank1_difference": runs[pair[0]]["rank1"] - runs[pair[1]]["rank1"]}
-                 for key, pair in COMPARISONS.items() if set(pair) <= set(runs)}
+  comparisons = {key: compare(runs, *pair) for key, pair in COMPARISONS.items()
+                 if set(_names(pair[0]) + _names(pair[1])) <= set(runs)}
   for key, value in comparisons.items():
     print(f"[recipes] {key}: mAP {value['mAP_difference']:+.2f}", flush=True)
   write_result(args.out, {"dataset": "synth_small", "runs": runs, "comparisons": comparisons})
