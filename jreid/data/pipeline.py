@@ -1,4 +1,5 @@
-"""grain input pipelines: identity-balanced training batches and ordered test batches.
+"""grain input pipelines: identity-balanced training batches, unlabelled view batches
+for contrastive pre-training, and ordered test batches.
 
 Every random choice is a pure function of (seed, position in the stream):
 which records fill batch b comes from the epoch's sampler permutation, and each
@@ -57,6 +58,32 @@ class IdentitySampler:
       replace = len(candidates) < self.num_instances
       picks.append(rng.choice(candidates, self.num_instances, replace=replace))
     return np.concatenate(picks)
+
+  def __getitem__(self, position: int) -> int:
+    epoch, offset = divmod(position, self.epoch_length)
+    return int(self.epoch(epoch)[offset])
+
+
+class ImageSampler:
+  """Flat stream position -> record index; each epoch is a fresh permutation of every image.
+
+  Contrastive pre-training reads unlabelled images: there is no identity to
+  balance, and a batch must not repeat an image (its views would be false negatives).
+  """
+
+  def __init__(self, num_records: int, batch_size: int, seed: int):
+    self.batches_per_epoch = num_records // batch_size
+    if self.batches_per_epoch == 0:
+      raise ConfigError(f"train.batch_size={batch_size} is larger than the training set "
+                        f"({num_records} images)")
+    self.num_records = num_records
+    self.batch_size = batch_size
+    self.seed = seed
+    self.epoch_length = self.batches_per_epoch * batch_size
+
+  @functools.lru_cache(maxsize=4)
+  def epoch(self, epoch: int) -> np.ndarray:
+    return np.random.default_rng([self.seed, epoch]).permutation(self.num_records)
 
   def __getitem__(self, position: int) -> int:
     epoch, offset = divmod(position, self.epoch_length)
@@ -151,7 +178,8 @@ def load_test(record: Record, options: ImageOptions) -> np.ndarray:
 class _HostStream:
   """This host's slice of every global batch, as a grain random-access source."""
 
-  def __init__(self, sampler: IdentitySampler, num_steps: int, host: int, num_hosts: int):
+  def __init__(self, sampler: IdentitySampler | ImageSampler, num_steps: int, host: int,
+               num_hosts: int):
     if sampler.batch_size % num_hosts:
       raise ConfigError(f"train.batch_size={sampler.batch_size} must divide over {num_hosts} hosts")
     self.sampler = sampler
@@ -205,6 +233,34 @@ def train_dataset(records: Sequence[Record], *, options: ImageOptions, batch_siz
             "label": np.int32(record.pid),
             "camid": np.int32(record.camid), "domain": np.int32(record.domain)}
 
+  return _batches(stream, load, num_threads, workers)
+
+
+def view_dataset(records: Sequence[Record], *, options: ImageOptions, batch_size: int,
+                 num_steps: int, seed: int, host: int = 0, num_hosts: int = 1,
+                 num_threads: int = 2, workers: int = 0, **_) -> grain.IterDataset:
+  """Batches of {'original', 'query', 'key'} for contrastive pre-training (this host's part).
+
+  `query` and `key` are two independent augmentations of one image (`load_train`
+  with seeds (seed, position, 0) and (seed, position, 1)); `original` is the same
+  image only resized and normalised (UP-ReID's consistency target). Labels are
+  not read. Extra keyword arguments of `train_dataset` (`num_instances`) are ignored,
+  so the loop can call either.
+  """
+  stream = _HostStream(ImageSampler(len(records), batch_size, seed), num_steps, host, num_hosts)
+
+  def load(item):
+    global_position, index = item
+    record = records[index]
+    views = {name: load_train(record, options, np.random.default_rng([seed, global_position, v]))
+             for v, name in enumerate(("query", "key"))}
+    return {"original": load_test(record, options), **views}
+
+  return _batches(stream, load, num_threads, workers)
+
+
+def _batches(stream: _HostStream, load, num_threads: int, workers: int) -> grain.IterDataset:
+  """`load` over the host's stream, batched; grain's state is the next stream position."""
   dataset = grain.MapDataset.source(stream).map(load).batch(stream.local, drop_remainder=True)
   read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * stream.local)
   iterable = dataset.to_iter_dataset(read)

@@ -11,7 +11,10 @@ file can be read, so the loop calls it on a freshly initialised state (a
 resumed state already holds those weights). Methods that must not inherit
 some parameters from `config.init_from` name them in `fresh_params`, a path
 pattern (DASA: each domain's classifier starts anew even when the previous
-domain had as many identities).
+domain had as many identities). Methods that train on other batches than
+identity-balanced labelled images name their grain pipeline in `train_dataset`,
+with `jreid.data.pipeline.train_dataset`'s signature (UP-ReID:
+`pipeline.view_dataset`, two augmented views and the original of each image).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ METHODS = {
     "supervised": "jreid.methods.supervised",
     "distill": "jreid.methods.distill",
     "dasa": "jreid.methods.dasa",
+    "upreid": "jreid.methods.upreid",
 }
 
 

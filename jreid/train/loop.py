@@ -201,7 +201,9 @@ def train(config, workdir: str | pathlib.Path) -> Finished:
     metrics_log.rewind(start_step)
     evals_log.rewind(start_step)
 
-  train_data = pipeline.train_dataset(
+  # Identity-balanced labelled batches, unless the method reads other batches (see jreid.methods).
+  make_train_dataset = getattr(method, "train_dataset", pipeline.train_dataset)
+  train_data = make_train_dataset(
       data.train, options=options, batch_size=config.train.batch_size,
       num_instances=config.data.num_instances, num_steps=total_steps, seed=config.seed,
       host=jax.process_index(), num_hosts=jax.process_count(),
