@@ -16,7 +16,7 @@ issue asks for:
   - `sbs_minus_bot_pretrained`: the pair fine-tuned from person-pretrained
     trunks (`synth_pretrained` presets: BoT from `configs/pretrain_synth.py`,
     SBS from its ResNet-18-IBN-a variant `:ibn`), the regime both recipes are
-    made for (FastReID starts them from ImageNet weights), for seeds 0 and 1
+    made for (FastReID starts them from ImageNet weights), for seeds 0, 1 and 2
     and their mean; `sbs_circle_minus_bot_pretrained` keeps SBS's CircleSoftmax;
   - `bf16_minus_fp32`: the baseline trained with `train.compute_dtype=bfloat16`
     vs float32;
@@ -47,6 +47,8 @@ RUNS = {
     "sbs_pretrained": ("configs/sbs.py:synth_pretrained", []),
     "bot_pretrained_seed1": ("configs/baseline.py:synth_pretrained", ["--config.seed=1"]),
     "sbs_pretrained_seed1": ("configs/sbs.py:synth_pretrained", ["--config.seed=1"]),
+    "bot_pretrained_seed2": ("configs/baseline.py:synth_pretrained", ["--config.seed=2"]),
+    "sbs_pretrained_seed2": ("configs/sbs.py:synth_pretrained", ["--config.seed=2"]),
     "sbs_pretrained_circle": ("configs/sbs.py:synth_pretrained", ["--config.loss.softmax=circle"]),
 }
 COMPARISONS = {
@@ -54,8 +56,9 @@ COMPARISONS = {
     "sbs_minus_bot_long": ("sbs_long", "bot_long"),
     "sbs_minus_bot_pretrained": ("sbs_pretrained", "bot_pretrained"),
     "sbs_minus_bot_pretrained_seed1": ("sbs_pretrained_seed1", "bot_pretrained_seed1"),
-    "sbs_minus_bot_pretrained_mean": (("sbs_pretrained", "sbs_pretrained_seed1"),
-                                      ("bot_pretrained", "bot_pretrained_seed1")),
+    "sbs_minus_bot_pretrained_seed2": ("sbs_pretrained_seed2", "bot_pretrained_seed2"),
+    "sbs_minus_bot_pretrained_mean": (("sbs_pretrained", "sbs_pretrained_seed1", "sbs_pretrained_seed2"),
+                                      ("bot_pretrained", "bot_pretrained_seed1", "bot_pretrained_seed2")),
     "sbs_circle_minus_bot_pretrained": ("sbs_pretrained_circle", "bot_pretrained"),
     "bf16_minus_fp32": ("bot_bf16", "bot"),
     "distilled_minus_student": ("distilled", "student"),
