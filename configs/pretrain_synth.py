@@ -24,7 +24,9 @@ Presets (`--config=configs/pretrain_synth.py:<arg>`):
   rank-1 24.76 on d0 and 28.79 / 29.03 on u0, against 5.72 and 5.53 mAP
   for the untrained model.
 * `ibn`: the same on ResNet-18-IBN-a, the trunk `configs/sbs.py:synth_pretrained`
-  starts from (as FastReID's SBS starts from ImageNet ResNet-IBN-a weights).
+  starts from (as FastReID's SBS starts from ImageNet ResNet-IBN-a weights). Measured
+  (10 min on 2 cores while another run shared them): mAP 24.80 on d0, 41.21 on u0.
+      python -m jreid.main --config=configs/pretrain_synth.py:ibn --workdir=runs/pretrain_synth_ibn
 * `smoke`: seconds-long run on the `tiny_multi` pool for tests.
 """
 from jreid import config_blocks

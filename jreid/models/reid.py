@@ -119,27 +119,11 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int, *,
       raise ConfigError(f"model.{key}={model_cfg[key]!r} has no effect with model.meta="
                         f"{model_cfg.meta!r}; leave it at {defaults[key]!r}")
 
-  if model_cfg.pooling == "gem":
-    make_pooling = functools.partial(POOLINGS["gem"], p=model_cfg.gem_p,
-                                     learnable_p=model_cfg.gem_learnable)
-  else:
-    make_pooling = POOLINGS[model_cfg.pooling]
+  make_pooling = pooling_factory(model_cfg)
   if model_cfg.meta == "mgn":
     return _build_mgn(model_cfg, num_classes, make_pooling, cosine_classifier)
 
-  adaption = {}
-  if model_cfg.sa_kernel:
-    entry = BACKBONES[model_cfg.backbone]
-    if getattr(entry, "func", entry) is not ResNet:
-      raise ConfigError(f"model.sa_kernel: SA modules are defined for the ResNet family, "
-                        f"not model.backbone={model_cfg.backbone!r}")
-    if model_cfg.sa_kernel % 2 == 0 or not set(model_cfg.sa_stages) <= {0, 1, 2, 3, 4}:
-      raise ConfigError(f"model.sa_kernel must be odd and model.sa_stages within 0..4, got "
-                        f"{model_cfg.sa_kernel} and {tuple(model_cfg.sa_stages)}")
-    adaption = dict(sa_kernel=model_cfg.sa_kernel, sa_stages=tuple(model_cfg.sa_stages))
-  backbone = BACKBONES[model_cfg.backbone](
-      width=model_cfg.width, last_stride=model_cfg.last_stride, ibn=model_cfg.ibn,
-      non_local=model_cfg.non_local, conv_impl=resolve_conv_impl(model_cfg.conv_impl), **adaption)
+  backbone = build_backbone(model_cfg)
   pooling = make_pooling()
   if model_cfg.meta == "pcb":
     if model_cfg.num_parts < 1 or model_cfg.part_dim < 1:
@@ -163,6 +147,34 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int, *,
                          cosine=cosine_classifier)
   return ReID(backbone=backbone, pooling=pooling, head=head,
               test_feature=model_cfg.test_feature)
+
+
+def pooling_factory(model_cfg: ml_collections.ConfigDict):
+  """A function returning a fresh pooling module (MGN needs one per region)."""
+  if model_cfg.pooling not in POOLINGS:
+    raise ConfigError(f"model.pooling={model_cfg.pooling!r}; choose one of {sorted(POOLINGS)}")
+  if model_cfg.pooling == "gem":
+    return functools.partial(POOLINGS["gem"], p=model_cfg.gem_p, learnable_p=model_cfg.gem_learnable)
+  return POOLINGS[model_cfg.pooling]
+
+
+def build_backbone(model_cfg: ml_collections.ConfigDict) -> nn.Module:
+  """The config's ResNet-family trunk with its adaption modules (also the contrastive encoders')."""
+  if model_cfg.backbone not in BACKBONES:
+    raise ConfigError(f"model.backbone={model_cfg.backbone!r}; choose one of {sorted(BACKBONES)}")
+  adaption = {}
+  if model_cfg.sa_kernel:
+    entry = BACKBONES[model_cfg.backbone]
+    if getattr(entry, "func", entry) is not ResNet:
+      raise ConfigError(f"model.sa_kernel: SA modules are defined for the ResNet family, "
+                        f"not model.backbone={model_cfg.backbone!r}")
+    if model_cfg.sa_kernel % 2 == 0 or not set(model_cfg.sa_stages) <= {0, 1, 2, 3, 4}:
+      raise ConfigError(f"model.sa_kernel must be odd and model.sa_stages within 0..4, got "
+                        f"{model_cfg.sa_kernel} and {tuple(model_cfg.sa_stages)}")
+    adaption = dict(sa_kernel=model_cfg.sa_kernel, sa_stages=tuple(model_cfg.sa_stages))
+  return BACKBONES[model_cfg.backbone](
+      width=model_cfg.width, last_stride=model_cfg.last_stride, ibn=model_cfg.ibn,
+      non_local=model_cfg.non_local, conv_impl=resolve_conv_impl(model_cfg.conv_impl), **adaption)
 
 
 def _build_mgn(model_cfg, num_classes, make_pooling, cosine_classifier) -> MGN:

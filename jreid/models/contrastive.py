@@ -1,0 +1,47 @@
+"""The encoder contrastive pre-training trains: backbone -> pooling -> projection MLP.
+
+Parameter tree `backbone/...` (the same names as `jreid.models.reid.ReID`'s,
+so a fine-tuning run's `config.init_from` copies the pre-trained trunk and
+nothing else), `pooling/p` (learnable GeM only) and `projector/{hidden,out}`.
+Returns the L2-normalised projection and the intermediates of the model
+contract (`pre_neck` is the pooled backbone feature: what evaluation and the
+downstream ReID model use; the projection is discarded after pre-training,
+as in MoCo).
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jreid.models.reid import build_backbone, pooling_factory
+
+
+class ProjectionHead(nn.Module):
+  """MoCo v2's MLP head, Linear-ReLU-Linear (2048-2048-ReLU-128 for ResNet-50), then L2 norm."""
+  hidden: int = 2048
+  dim: int = 128
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = nn.relu(nn.Dense(self.hidden, name="hidden")(x))
+    x = nn.Dense(self.dim, name="out")(x).astype(jnp.float32)
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class ContrastiveEncoder(nn.Module):
+  backbone: nn.Module
+  pooling: nn.Module
+  projector: nn.Module
+
+  def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+    feature_map, intermediates = self.backbone(x, train=train)
+    pooled = self.pooling(feature_map)
+    return self.projector(pooled), {**intermediates, "pre_neck": pooled}
+
+
+def build_encoder(model_cfg: ml_collections.ConfigDict, hidden: int, dim: int) -> ContrastiveEncoder:
+  """The config's backbone and pooling (`model.head`'s keys do not apply) with a projection head."""
+  return ContrastiveEncoder(backbone=build_backbone(model_cfg), pooling=pooling_factory(model_cfg)(),
+                            projector=ProjectionHead(hidden=hidden, dim=dim))
