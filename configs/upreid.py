@@ -5,7 +5,9 @@ horizontal-symmetry hard mining (HM). `jreid/methods/upreid.py` explains each pa
 
 The pre-trained trunk is the online encoder's `backbone/...`: fine-tune it with any
 supervised config via `--config.init_from=<this workdir>` (BoT, `configs/baseline.py`), or
-export it for PyTorch and MGN (`python -m jreid.tools.export --workdir=<this workdir>`).
+export it as a torchvision-style state dict (the projection head has no PyTorch name and
+is left out), which PyTorch code and MGN's `init_from` (its branches copy layer3/layer4) read:
+    python -m jreid.tools.export --checkpoint <this workdir> --out upreid_r50.pth --layout torchvision
 
 Presets (`--config=configs/upreid.py:<arg>`):
 
