@@ -19,11 +19,8 @@ storage and wall time, and the checks of the DASA issue:
 import argparse
 import json
 import pathlib
-import subprocess
-import sys
-import time
 
-from benchmarks.common import write_result
+from benchmarks.common import run_main, write_result
 
 CONFIG = "configs/dasa.py:synth"
 NO_SA = "--config.model.sa_kernel=0"
@@ -43,28 +40,9 @@ RUNS = {
 
 
 def run(name: str, root: pathlib.Path) -> dict:
-  workdir = root / name
-  command = [sys.executable, "-m", "jreid.main", f"--config={CONFIG}", f"--workdir={workdir}",
-             *RUNS[name]]
-  results_file = workdir / "results.json"
-  wall = None
-  if not (results_file.exists() and "storage" in json.loads(results_file.read_text())):
-    print(f"[lifelong] {name}: {' '.join(command[1:])}", flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    wall = time.perf_counter() - start
-    walls = _walls(root)
-    walls[name] = wall
-    (root / "walls.json").write_text(json.dumps(walls, indent=2))
-  results = json.loads(results_file.read_text())
-  last = results["steps"][-1]
-  return {"command": " ".join(command[1:]), "wall_s": wall or _walls(root).get(name),
-          "seen_average_last": last["seen_average"], "results": results}
-
-
-def _walls(root: pathlib.Path) -> dict:
-  record = root / "walls.json"
-  return json.loads(record.read_text()) if record.exists() else {}
+  out = run_main(root, name, [f"--config={CONFIG}", *RUNS[name]], tag="lifelong",
+                 done=lambda results: "storage" in results)  # the protocol ran to its end
+  return {**out, "seen_average_last": out["results"]["steps"][-1]["seen_average"]}
 
 
 def checks(runs: dict) -> dict:

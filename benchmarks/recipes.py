@@ -25,13 +25,9 @@ issue asks for:
     teacher is the `bot` run).
 """
 import argparse
-import json
 import pathlib
-import subprocess
-import sys
-import time
 
-from benchmarks.common import write_result
+from benchmarks.common import run_main, write_result
 
 # name -> (config, extra flags); "{root}" is replaced by --root. Order matters:
 # the distillation runs need the `bot` run's checkpoint as their teacher.
@@ -67,28 +63,12 @@ COMPARISONS = {
 
 def run(name: str, root: pathlib.Path) -> dict:
   config, flags = RUNS[name]
-  workdir = root / name
-  command = [sys.executable, "-m", "jreid.main", f"--config={config}", f"--workdir={workdir}",
-             *(flag.format(root=root) for flag in flags)]
-  results_file = workdir / "results.json"
-  wall = None
-  if not results_file.exists():
-    print(f"[recipes] {name}: {' '.join(command[1:])}", flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    wall = time.perf_counter() - start
-  results = json.loads(results_file.read_text())
-  test = next(v for v in results.values() if isinstance(v, dict) and "mAP" in v)
-  return {"config": config, "flags": flags, "command": " ".join(command[1:]),
-          "wall_s": wall if wall is not None else _recorded_wall(root, name),
+  out = run_main(root, name, [f"--config={config}", *(flag.format(root=root) for flag in flags)],
+                 tag="recipes")
+  test = next(v for v in out["results"].values() if isinstance(v, dict) and "mAP" in v)
+  return {"config": config, "flags": flags, "command": out["command"], "wall_s": out["wall_s"],
           "mAP": test.get("mAP"), "rank1": test.get("rank1"), "mINP": test.get("mINP"),
-          "results": results}
-
-
-def _recorded_wall(root: pathlib.Path, name: str):
-  """The wall time an earlier invocation of this script measured for `name`, if any."""
-  record = root / "walls.json"
-  return json.loads(record.read_text()).get(name) if record.exists() else None
+          "results": out["results"]}
 
 
 def _names(side) -> tuple:
@@ -118,9 +98,6 @@ def main():
   runs = {}
   for name in names:
     runs[name] = run(name, root)
-    walls = json.loads((root / "walls.json").read_text()) if (root / "walls.json").exists() else {}
-    walls[name] = runs[name]["wall_s"]
-    (root / "walls.json").write_text(json.dumps(walls, indent=2))
     print(f"[recipes] {name}: mAP {runs[name]['mAP']:.2f} rank-1 {runs[name]['rank1']:.2f} "
           f"wall {runs[name]['wall_s']} s", flush=True)
   comparisons = {key: compare(runs, *pair) for key, pair in COMPARISONS.items()
