@@ -29,9 +29,10 @@ Presets (`--config=configs/baseline.py:<arg>`):
   `~/.cache/jreid/pretrained/`), the BoT side of `configs/sbs.py:synth_pretrained`.
   Measured: mAP 93.27 / rank-1 96.43 (seed 0), 12 min on 2 cores shared with another run.
       python -m jreid.main --config=configs/baseline.py:synth_pretrained --workdir=runs/synth_pt
-* `synth_d0`: the same network on SynthPerson `lreid`'s first domain, 600 steps: the
-  fine-tuning run of `benchmarks/pretraining.py` (from scratch, or from an UP-ReID /
-  MoCo pre-training with `--config.init_from=<its workdir>`).
+* `synth_d0`: the same network on SynthPerson `lreid`'s first domain at 64x32 (the
+  resolution of `configs/upreid.py:synth`), 600 steps: the fine-tuning run of
+  `benchmarks/pretraining.py` (from scratch, or from an UP-ReID / MoCo pre-training
+  with `--config.init_from=<its workdir>`).
       python -m jreid.main --config=configs/baseline.py:synth_d0 --workdir=runs/synth_d0
 * `smoke`: seconds-long run on SynthPerson `tiny` for tests.
 """
@@ -66,7 +67,7 @@ def get_config(arg: str = ""):
       config.init_from = "recipe:configs/pretrain_synth.py"
   elif arg == "synth_d0":
     config.data.update(train="synth_lreid/d0", test="synth_lreid/d0", root="~/.cache/jreid",
-                       height=128, width=64, padding=5)
+                       height=64, width=32, padding=3)
     config.model.update(backbone="resnet18", width=32)
     config.train.update(batch_size=64, steps=600, log_every=50, checkpoint_every=300)
     config.optim.update(warmup_steps=60, milestones=(400, 550))
