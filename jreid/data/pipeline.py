@@ -152,9 +152,15 @@ class _Donors:
 def load_train(record: Record, options: ImageOptions, rng: np.random.Generator,
                donors: Sequence[Record] = ()) -> np.ndarray:
   """One training image; `donors` are the records random patch may cut occluders from."""
+  return augment_train(transforms.decode(record.path), options, rng, donors)
+
+
+def augment_train(image: np.ndarray, options: ImageOptions, rng: np.random.Generator,
+                  donors: Sequence[Record] = ()) -> np.ndarray:
+  """`load_train` on an already decoded uint8 image (views of one image decode it once)."""
   o = options
   size = (o.height, o.width)
-  image = augment.auto_augment(transforms.decode(record.path), rng, o.autoaug_p)
+  image = augment.auto_augment(image, rng, o.autoaug_p)
   if o.rrc_scale:
     image = augment.random_resized_crop(image, rng, size, o.rrc_scale, o.rrc_ratio)
   else:
@@ -171,7 +177,12 @@ def load_train(record: Record, options: ImageOptions, rng: np.random.Generator,
 
 
 def load_test(record: Record, options: ImageOptions) -> np.ndarray:
-  image = transforms.resize(transforms.decode(record.path), (options.height, options.width))
+  return prepare_test(transforms.decode(record.path), options)
+
+
+def prepare_test(image: np.ndarray, options: ImageOptions) -> np.ndarray:
+  """`load_test` on an already decoded uint8 image."""
+  image = transforms.resize(image, (options.height, options.width))
   return transforms.normalize(image, options.mean, options.std)
 
 
@@ -251,10 +262,10 @@ def view_dataset(records: Sequence[Record], *, options: ImageOptions, batch_size
 
   def load(item):
     global_position, index = item
-    record = records[index]
-    views = {name: load_train(record, options, np.random.default_rng([seed, global_position, v]))
+    image = transforms.decode(records[index].path)
+    views = {name: augment_train(image, options, np.random.default_rng([seed, global_position, v]))
              for v, name in enumerate(("query", "key"))}
-    return {"original": load_test(record, options), **views}
+    return {"original": prepare_test(image, options), **views}
 
   return _batches(stream, load, num_threads, workers)
 
