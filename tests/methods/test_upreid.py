@@ -1,5 +1,6 @@
 """UP-ReID's step: its losses against a numpy computation, the grouped key BN, the EMA and
-queues after a step, the ablation presets, and one step on 1 vs 4 devices."""
+queues after a step, the ablation presets, one step on 1 vs 4 devices, and the pre-trained
+backbone reaching BoT (init_from) and MGN (through the torchvision export)."""
 import os
 import pathlib
 import subprocess
@@ -11,9 +12,12 @@ import numpy as np
 import pytest
 
 from jreid import config_blocks
+from jreid.convert import export
 from jreid.errors import ConfigError
 from jreid.methods import upreid
-from jreid.train import optim
+from jreid.models.reid import build_model, default_model_config
+from jreid.train import checkpoint, loop, optim, partition
+from jreid.train.state import TrainState
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 B, H, W = 8, 32, 16
@@ -208,3 +212,45 @@ def test_one_step_on_one_and_four_devices_is_the_same_computation():
   worst, state_diff, pointer_one, pointer_four = line.split()[1:]
   assert float(worst) <= 1e-5 and float(state_diff) <= 1e-4
   assert pointer_one == pointer_four == "16"
+
+
+def _leaves_under(tree, prefix):
+  return {name: np.asarray(leaf) for name, leaf in zip(partition.paths(tree), jax.tree.leaves(tree))
+          if name.startswith(prefix)}
+
+
+def test_the_pretrained_backbone_reaches_bot_directly_and_mgn_through_export(tmp_path):
+  """Downstream: BoT's init_from reads the UP-ReID workdir; MGN reads its torchvision export."""
+  method = _method()
+  pretrained = method.init(jax.random.key(0), jnp.zeros((1, H, W, 3)))
+  pretrained = pretrained.replace(params=jax.tree.map(lambda p: p + 0.5, pretrained.params))
+  ckpt = checkpoint.Checkpointer(tmp_path / "upreid" / checkpoint.CHECKPOINT_SUBDIR)
+  ckpt.save(1, pretrained, {})
+  ckpt.wait()
+  ckpt.close()
+  source = _leaves_under(pretrained.params, "backbone/")
+
+  def fresh_state(meta):
+    model_cfg = default_model_config()
+    model_cfg.update(backbone="resnet18", width=8, meta=meta)
+    # MGN splits the last map into 3 stripes: initialise at a height that allows it.
+    variables = build_model(model_cfg, 5).init(jax.random.key(1), jnp.zeros((1, 96, 32, 3)), train=False)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                      batch_stats=variables["batch_stats"], opt_state=())
+
+  (bot_params, _), _, _, _ = loop._init_weights(str(tmp_path / "upreid"), fresh_state("reid"))
+  assert _leaves_under(bot_params, "backbone/").keys() == source.keys()
+  for name, value in _leaves_under(bot_params, "backbone/").items():
+    np.testing.assert_array_equal(value, source[name], err_msg=name)
+
+  exported = tmp_path / "upreid_r18.safetensors"
+  result = export.export_checkpoint(tmp_path / "upreid", exported, layout="torchvision")
+  assert all(name.startswith("params/projector/") for name in result.skipped)
+  (mgn_params, _), _, _, _ = loop._init_weights(str(exported), fresh_state("mgn"))
+  for name, value in _leaves_under(mgn_params, "backbone/").items():  # the shared trunk
+    np.testing.assert_array_equal(value, source[name], err_msg=name)
+  for branch in ("b1", "b2", "b3"):  # each branch's copy of layer4
+    copied = _leaves_under(mgn_params, f"{branch}/layer4_")
+    assert copied
+    for name, value in copied.items():
+      np.testing.assert_array_equal(value, source["backbone/" + name[len(branch) + 1:]], err_msg=name)
