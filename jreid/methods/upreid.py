@@ -105,8 +105,8 @@ class UPReID:
                        queue=queue.init(image_rng, size, dim), patch_queues=patch_queues,
                        queue_pointer=jnp.zeros((), jnp.int32))
 
-  def online(self, params, batch_stats, images):
-    """(projections, BN statistics after this pass), batch statistics over the whole batch."""
+  def encode(self, params, batch_stats, images):
+    """(projections, BN statistics after this pass), normalising over the whole batch given."""
     (z, _), updates = self.model.apply({"params": params, "batch_stats": batch_stats}, images,
                                        train=True, mutable=["batch_stats"])
     return z, updates["batch_stats"]
@@ -116,7 +116,7 @@ class UPReID:
     groups, b = self.settings.key_bn_groups, images.shape[0]
     order = jax.random.permutation(rng, b)
     grouped = images[order].reshape(groups, b // groups, *images.shape[1:])
-    z, stats = jax.vmap(lambda x: self.online(params, batch_stats, x))(grouped)
+    z, stats = jax.vmap(lambda x: self.encode(params, batch_stats, x))(grouped)
     z = jnp.zeros((b, z.shape[-1]), z.dtype).at[order].set(z.reshape(b, -1))
     return jax.lax.stop_gradient(z), jax.tree.map(lambda s: jnp.mean(s, axis=0), stats)
 
@@ -148,7 +148,7 @@ class UPReID:
 
   def losses(self, params, state: UPReIDState, batch: dict, targets: dict):
     s = self.settings
-    query, batch_stats = self.online(params, state.batch_stats, batch["query"])
+    query, batch_stats = self.encode(params, state.batch_stats, batch["query"])
     parts = {"loss_image": info_nce(query, targets["key"], state.queue, s.temperature)}
     total = parts["loss_image"]
     if s.consistency:
@@ -159,7 +159,7 @@ class UPReID:
     if s.intrinsic:
       cut = patches.partition(batch["query"], s.patch_rows, s.patch_cols)
       # Patch statistics are not kept: evaluation and fine-tuning see whole images.
-      patch_queries, _ = self.online(params, state.batch_stats, cut.reshape(-1, *cut.shape[2:]))
+      patch_queries, _ = self.encode(params, state.batch_stats, cut.reshape(-1, *cut.shape[2:]))
       patch_queries = patch_queries.reshape(cut.shape[0], cut.shape[1], -1)
       nce = jax.vmap(lambda q, k, negatives: info_nce(q, k, negatives, s.temperature))
       per_position = nce(patch_queries, targets["key_patches"], state.patch_queues)
