@@ -1,4 +1,5 @@
 """Small helpers shared by the benchmark scripts (config loading, runs of jreid.main, JSON output)."""
+import argparse
 import json
 import pathlib
 import subprocess
@@ -42,3 +43,19 @@ def run_main(root: pathlib.Path, name: str, args: list[str], *, tag: str,
     walls_file.write_text(json.dumps(walls, indent=2))
   return {"command": " ".join(command[1:]), "wall_s": walls.get(name),
           "results": json.loads(results_file.read_text())}
+
+
+def run_selection(known, default_root: str) -> tuple[pathlib.Path, list[str], str]:
+  """The `--root`, `--only` and `--out` flags every run-table script takes: (root, names, out)."""
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--root", default=default_root, help="one workdir per run below it")
+  parser.add_argument("--only", default="", help="comma-separated run names; default all")
+  parser.add_argument("--out", default="", help="the JSON file to write")
+  args = parser.parse_args()
+  names = [n for n in args.only.split(",") if n] or list(known)
+  unknown = sorted(set(names) - set(known))
+  if unknown:
+    parser.error(f"unknown runs {unknown}; known: {list(known)}")
+  root = pathlib.Path(args.root).resolve()
+  root.mkdir(parents=True, exist_ok=True)
+  return root, names, args.out

@@ -16,11 +16,10 @@ storage and wall time, and the checks of the DASA issue:
   - `dasa_minus_da`, `dasa_minus_sa`: seen-domain average mAP after the last step;
   - `bank_fraction_of_backbone`: one DASA bank's bytes over the shared backbone's.
 """
-import argparse
 import json
 import pathlib
 
-from benchmarks.common import run_main, write_result
+from benchmarks.common import run_main, run_selection, write_result
 
 CONFIG = "configs/dasa.py:synth"
 NO_SA = "--config.model.sa_kernel=0"
@@ -74,22 +73,12 @@ def table(runs: dict) -> str:
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--root", default="/tmp/jreid_lifelong")
-  parser.add_argument("--only", default="", help="comma-separated run names; default all")
-  parser.add_argument("--out", default="")
-  args = parser.parse_args()
-  root = pathlib.Path(args.root).resolve()
-  root.mkdir(parents=True, exist_ok=True)
-  names = [n for n in args.only.split(",") if n] or list(RUNS)
-  unknown = sorted(set(names) - set(RUNS))
-  if unknown:
-    parser.error(f"unknown runs {unknown}; known: {list(RUNS)}")
+  root, names, out = run_selection(RUNS, "/tmp/jreid_lifelong")
   runs = {name: run(name, root) for name in names}
   print(table(runs), flush=True)
   result = {"sequence": CONFIG, "runs": runs, "checks": checks(runs)}
   print(json.dumps(result["checks"], indent=2), flush=True)
-  write_result(args.out, result)
+  write_result(out, result)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,9 @@ encoder's own d0 mAP before fine-tuning (its pooled backbone feature), both
 wall times and commands, and the issue's checks: `upreid_minus_random` and
 `upreid_minus_moco` (fine-tuned mAP).
 """
-import argparse
 import pathlib
 
-from benchmarks.common import run_main, write_result
+from benchmarks.common import run_main, run_selection, write_result
 
 PRETRAIN = {"moco": "synth_moco", "moco_cc": "synth_cc", "moco_icc": "synth_icc",
             "upreid_no_hm": "synth_no_hm", "upreid": "synth"}
@@ -62,24 +61,15 @@ def table(rows: dict) -> str:
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--root", default="/tmp/jreid_pretraining")
-  parser.add_argument("--only", default="", help="comma-separated rows; default all")
-  parser.add_argument("--out", default="")
-  args = parser.parse_args()
-  root = pathlib.Path(args.root).resolve()
-  names = [n for n in args.only.split(",") if n] or list(ROWS)
-  unknown = sorted(set(names) - set(ROWS))
-  if unknown:
-    parser.error(f"unknown rows {unknown}; known: {list(ROWS)}")
+  root, names, out = run_selection(ROWS, "/tmp/jreid_pretraining")
   rows = {name: row(name, root) for name in names}
   fine = lambda name: rows[name]["finetune"]["mAP"]
   checks = {f"upreid_minus_{other}": fine("upreid") - fine(other)
             for other in ("random", "moco") if "upreid" in rows and other in rows}
   print(table(rows), flush=True)
   print(checks, flush=True)
-  write_result(args.out, {"pool": "synth_lreid/pool", "domain": DOMAIN, "finetune": FINETUNE,
-                          "rows": rows, "checks": checks})
+  write_result(out, {"pool": "synth_lreid/pool", "domain": DOMAIN, "finetune": FINETUNE,
+                     "rows": rows, "checks": checks})
 
 
 if __name__ == "__main__":

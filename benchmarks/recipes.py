@@ -24,10 +24,9 @@ issue asks for:
     distilled from the baseline model (`configs/distill.py:synth`; the
     teacher is the `bot` run).
 """
-import argparse
 import pathlib
 
-from benchmarks.common import run_main, write_result
+from benchmarks.common import run_main, run_selection, write_result
 
 # name -> (config, extra flags); "{root}" is replaced by --root. Order matters:
 # the distillation runs need the `bot` run's checkpoint as their teacher.
@@ -83,17 +82,7 @@ def compare(runs: dict, first, second) -> dict:
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("--root", default="/tmp/jreid_recipes")
-  parser.add_argument("--only", default="", help="comma-separated run names; default all")
-  parser.add_argument("--out", default="")
-  args = parser.parse_args()
-  root = pathlib.Path(args.root).resolve()
-  root.mkdir(parents=True, exist_ok=True)
-  names = [n for n in args.only.split(",") if n] or list(RUNS)
-  unknown = sorted(set(names) - set(RUNS))
-  if unknown:
-    parser.error(f"unknown runs {unknown}; known: {list(RUNS)}")
+  root, names, out = run_selection(RUNS, "/tmp/jreid_recipes")
 
   runs = {}
   for name in names:
@@ -104,7 +93,7 @@ def main():
                  if set(_names(pair[0]) + _names(pair[1])) <= set(runs)}
   for key, value in comparisons.items():
     print(f"[recipes] {key}: mAP {value['mAP_difference']:+.2f}", flush=True)
-  write_result(args.out, {"dataset": "synth_small", "runs": runs, "comparisons": comparisons})
+  write_result(out, {"dataset": "synth_small", "runs": runs, "comparisons": comparisons})
 
 
 if __name__ == "__main__":
