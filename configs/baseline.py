@@ -34,6 +34,10 @@ Presets (`--config=configs/baseline.py:<arg>`):
   `benchmarks/pretraining.py` (from scratch, or from an UP-ReID / MoCo pre-training
   with `--config.init_from=<its workdir>`).
       python -m jreid.main --config=configs/baseline.py:synth_d0 --workdir=runs/synth_d0
+* `synth_d0_short`: the first 150 steps of `synth_d0` (the same schedule: constant lr
+  after the 60-step warmup), the fine-tuning budget of `benchmarks/pretraining.py`.
+  With 600 steps every start reaches about the same mAP on this small domain
+  (random init 66.7, MoCo 64.9); a pre-trained trunk shows as a head start.
 * `smoke`: seconds-long run on SynthPerson `tiny` for tests.
 """
 from jreid import config_blocks
@@ -65,13 +69,15 @@ def get_config(arg: str = ""):
     config.eval.update(before_training=True)
     if arg == "synth_pretrained":
       config.init_from = "recipe:configs/pretrain_synth.py"
-  elif arg == "synth_d0":
+  elif arg in ("synth_d0", "synth_d0_short"):
     config.data.update(train="synth_lreid/d0", test="synth_lreid/d0", root="~/.cache/jreid",
                        height=64, width=32, padding=3)
     config.model.update(backbone="resnet18", width=32)
     config.train.update(batch_size=64, steps=600, log_every=50, checkpoint_every=300)
     config.optim.update(warmup_steps=60, milestones=(400, 550))
     config.eval.update(before_training=True)
+    if arg == "synth_d0_short":
+      config.train.update(steps=150, checkpoint_every=150)
   elif arg == "smoke":
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
                        height=32, width=16, padding=2)
@@ -80,5 +86,5 @@ def get_config(arg: str = ""):
     config.optim.update(warmup_steps=2, milestones=(3,))
     config.eval.update(batch_size=32)
   elif arg:
-    raise ValueError(f"unknown preset {arg!r} for configs/baseline.py; use '', 'r50_ibn', 'synth', 'synth_long', 'synth_pretrained', 'synth_d0' or 'smoke'")
+    raise ValueError(f"unknown preset {arg!r} for configs/baseline.py; use '', 'r50_ibn', 'synth', 'synth_long', 'synth_pretrained', 'synth_d0', 'synth_d0_short' or 'smoke'")
   return config

@@ -80,9 +80,13 @@ def get_config(arg: str = ""):
   if scale == "synth":
     config.data.update(train="synth_lreid/pool", test="synth_lreid/d0", root="~/.cache/jreid",
                        height=64, width=32, blur_kernel=5)
+    config.data.update(blur_sigma=(0.025, 0.5))  # SimCLR's sigma, scaled with the side (256 -> 64)
     config.model.update(backbone="resnet18", width=32)
-    config.upreid.update(queue_size=4096, projection_hidden=512)
-    config.optim.update(lr=0.06)
+    # A key encoder at 0.999 would still be 55% its random init after 600 steps
+    # (0.999^600); a queue of 4096 would hold every pool image's previous key, a
+    # near copy of the positive, among the negatives (the pool has 3,698 images).
+    config.upreid.update(momentum=0.99, temperature=0.2, queue_size=1024, projection_hidden=512)
+    config.optim.update(lr=0.03)
     config.train.update(batch_size=64, steps=600, log_every=50, checkpoint_every=300)
     config.eval.update(before_training=True)
   elif scale == "smoke":
