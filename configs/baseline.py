@@ -38,6 +38,8 @@ Presets (`--config=configs/baseline.py:<arg>`):
   after the 60-step warmup), the fine-tuning budget of `benchmarks/pretraining.py`.
   With 600 steps every start reaches about the same mAP on this small domain
   (random init 66.7, MoCo 64.9); a pre-trained trunk shows as a head start.
+      python -m jreid.main --config=configs/baseline.py:synth_d0_short --workdir=runs/upreid_d0 \
+          --config.init_from=runs/upreid_synth
 * `smoke`: seconds-long run on SynthPerson `tiny` for tests.
 """
 from jreid import config_blocks

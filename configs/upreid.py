@@ -30,7 +30,9 @@ Presets (`--config=configs/upreid.py:<arg>`):
 * `synth` (and `synth_moco`, `synth_cc`, `synth_icc`, `synth_no_hm`): CPU scale on
   SynthPerson's pre-training pool (`synth_lreid/pool`, 3,698 images, labels unused),
   ResNet-18 of width 32 at 64x32 (patches 16x16), batch 64 in 8 BN groups, queues of
-  4096 (64 batches, ~1.1 pool epochs), SGD lr 0.06, 600 steps (10 pool epochs).
+  1024 (16 batches, under a third of the pool), key momentum 0.99, temperature 0.2
+  (MoCo v2's), blur sigma scaled to the side, SGD lr 0.03, 600 steps (10 pool
+  epochs); the code comments say why each differs from paper scale.
   Evaluated on `synth_lreid/d0`, which the pool does not contain. One UP-ReID step
   costs about 10 forward passes per image (two views, the original, the patches of
   both views): measured 71 img/s here (~9 min for 600 steps), MoCo alone 167 img/s;

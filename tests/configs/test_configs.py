@@ -20,7 +20,7 @@ from jreid.train import optim
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # config file -> its presets; a new config or preset must be added here.
 PRESETS = {
-    "configs/baseline.py": ("", "r50_ibn", "synth", "synth_long", "synth_pretrained", "synth_d0",
+    "configs/baseline.py": ("", "r50_ibn", "synth", "synth_long", "synth_pretrained", "synth_d0", "synth_d0_short",
                             "smoke"),
     "configs/sbs.py": ("", "synth", "synth_long", "synth_pretrained", "smoke"),
     "configs/distill.py": ("", "teacher", "synth", "synth_student", "smoke"),
