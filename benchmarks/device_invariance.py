@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from jax.sharding import Mesh  # noqa: E402
 
 from benchmarks.common import load_config, write_result  # noqa: E402
-from jreid.data.records import relabel  # noqa: E402
+from jreid.data import pipeline  # noqa: E402
 from jreid.train import loop, sharding  # noqa: E402
 
 
@@ -42,10 +42,11 @@ def trajectory(prepared, config, devices, perturb: bool) -> list[float]:
   state = jax.device_put(state, repl)
   step_fn = jax.jit(prepared.method.train_step, in_shardings=(repl, batch_sharding, repl),
                     out_shardings=(repl, repl))
-  make_dataset = getattr(prepared.method, "train_dataset")
-  batches = iter(make_dataset(relabel(prepared.data.train), options=prepared.options,
-                              batch_size=config.train.batch_size, num_steps=config.train.steps,
-                              seed=config.seed))
+  make_dataset = getattr(prepared.method, "train_dataset", pipeline.train_dataset)  # as the loop
+  batches = iter(make_dataset(prepared.data.train, options=prepared.options,
+                              batch_size=config.train.batch_size,
+                              num_instances=config.data.num_instances,
+                              num_steps=config.train.steps, seed=config.seed))
   _, train_rng = jax.random.split(jax.random.key(config.seed))
   losses = []
   for step in range(config.train.steps):
