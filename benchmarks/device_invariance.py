@@ -32,7 +32,7 @@ from jreid.data import pipeline  # noqa: E402
 from jreid.train import loop, sharding  # noqa: E402
 
 
-def trajectory(prepared, config, devices, perturb: bool) -> list[float]:
+def trajectory(prepared, config, devices, perturb: bool, steps: int) -> list[float]:
   mesh = Mesh(np.asarray(devices), (sharding.DATA_AXIS,))
   repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   state = jax.device_get(prepared.fresh_state())
@@ -49,7 +49,7 @@ def trajectory(prepared, config, devices, perturb: bool) -> list[float]:
                               num_steps=config.train.steps, seed=config.seed))
   _, train_rng = jax.random.split(jax.random.key(config.seed))
   losses = []
-  for step in range(config.train.steps):
+  for step in range(steps):  # the first steps of the configured run, its lr schedule unchanged
     batch = sharding.global_batch(next(batches), mesh)
     state, measurements = step_fn(state, batch, jax.random.fold_in(train_rng, step))
     losses.append(float(measurements["loss"]))
@@ -68,12 +68,11 @@ def main():
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   config = load_config(args.config)
-  config.train.steps = args.steps
   prepared = loop.prepare(config)
   devices = jax.devices()
-  runs = {"one": trajectory(prepared, config, devices[:1], perturb=False),
-          "four": trajectory(prepared, config, devices[:4], perturb=False),
-          "one_perturbed": trajectory(prepared, config, devices[:1], perturb=True)}
+  runs = {"one": trajectory(prepared, config, devices[:1], perturb=False, steps=args.steps),
+          "four": trajectory(prepared, config, devices[:4], perturb=False, steps=args.steps),
+          "one_perturbed": trajectory(prepared, config, devices[:1], perturb=True, steps=args.steps)}
   diff = {name: [abs(a - b) for a, b in zip(runs[name], runs["one"])]
           for name in ("four", "one_perturbed")}
   print(f"{'step':>5}{'loss (1 device)':>18}{'|4 dev - 1 dev|':>18}{'|1 ulp - 1 dev|':>18}")
