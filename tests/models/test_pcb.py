@@ -100,9 +100,12 @@ def test_stripes_reduction_and_classifiers_match_numpy(random_variables):
   assert len(inter["branch_features"]) == 1
   np.testing.assert_allclose(inter["branch_features"][0], feature, rtol=1e-6)
   assert len(inter["branch_logits"]) == 6
+  # A logit is a 256-term dot product of float32 values: its rounding error scales with the
+  # largest logit of the branch, not with the logit itself (one near zero cancels its terms).
   for got, want in zip(inter["branch_logits"], logits):
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
-  np.testing.assert_allclose(inter["logits"], np.mean(logits, axis=0), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+  mean_logits = np.mean(logits, axis=0)
+  np.testing.assert_allclose(inter["logits"], mean_logits, rtol=1e-4, atol=1e-5 * np.abs(mean_logits).max())
   for key in ("stem", "layer1", "layer2", "layer3", "layer4"):
     assert key in inter
 
