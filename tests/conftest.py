@@ -1,9 +1,24 @@
-"""Shared fixtures: small on-disk datasets written the way the real ones are."""
+"""Shared fixtures: small on-disk datasets written the way the real ones are.
+
+The whole session, subprocesses included, shares one fresh persistent
+compilation cache (set before jreid is first imported): a program compiled
+by one test's run is read back by the next, in every xdist worker.
+`JREID_TEST_COMPILE_CACHE=DIR` keeps it across sessions instead.
+"""
+import atexit
+import os
 import pathlib
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
 from PIL import Image
+
+if not os.environ.get("JREID_TEST_COMPILE_CACHE"):  # the first pytest process (xdist workers inherit it)
+  os.environ["JREID_TEST_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="jreid-test-xla-")
+  atexit.register(shutil.rmtree, os.environ["JREID_TEST_COMPILE_CACHE"], True)
+os.environ["JREID_COMPILE_CACHE"] = os.environ["JREID_TEST_COMPILE_CACHE"]
 
 
 def write_market_tree(root: pathlib.Path, *, train_ids=8, test_ids=6, per_id=4, cameras=3,
@@ -68,3 +83,9 @@ class FakeTree:
 @pytest.fixture
 def fake_tree(tmp_path) -> FakeTree:
   return FakeTree(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> pathlib.Path:
+  """One data root for the session: a SynthPerson preset is generated there by its first user."""
+  return tmp_path_factory.mktemp("synth_data")
