@@ -8,7 +8,8 @@ side by side with the same BoT model in PyTorch eager.
         --torch --out=benchmarks/results/train_step_synth_cpu.json
 
 For each `--impls` entry (`model.conv_impl`: xla | dot_1x1 | dot | auto) the JSON holds
-the compile + first step time and the median step time / images per second
+the compile + first step time (the persistent compilation cache is off here)
+and the median step time / images per second
 over `--steps` timed steps. `--torch` adds `benchmarks/torch_resnet.py`'s
 model (same depth, width, last stride 1, BNNeck, CE + triplet, Adam) trained
 in PyTorch eager with one thread per core, and the ratio of each jreid
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import load_config, write_result
-from jreid import methods
+from jreid import compile_cache, methods
 from jreid.train import optim, sharding
 
 
@@ -63,8 +64,17 @@ def time_jreid(config, images, labels, num_classes, steps):
   return _median_step(step, state, steps)
 
 
-def time_torch(config, images, labels, num_classes, steps):
-  """The same train step in PyTorch eager (BoT objective; the model must be a plain ResNet-18/50 BoT)."""
+def time_torch(config, images, labels, num_classes, steps, *, device="cpu",
+               dtype="float32", compile=None):
+  """The same train step in PyTorch (BoT objective; the model must be a plain ResNet-18/50 BoT).
+
+  `device` is a torch device ("cpu", "cuda"); `dtype="bfloat16"` runs the
+  network under autocast with the loss in float32, as jreid's
+  `train.compute_dtype` does; `compile` names a `torch.compile` backend
+  ("inductor", or "eager" for dynamo's capture alone) that wraps forward +
+  loss (the backward pass is compiled through it too); None runs eagerly.
+  Returns ((first step s, median step s), torch version, threads, peak device bytes or None).
+  """
   import torch
 
   from benchmarks import torch_resnet
@@ -73,22 +83,39 @@ def time_torch(config, images, labels, num_classes, steps):
       or model_cfg.meta != "reid" or model_cfg.head != "bnneck" or model_cfg.last_stride != 1):
     raise SystemExit(f"--torch times a plain ResNet-18/50 BoT with last stride 1; "
                      f"{config.model.backbone} with this model config has no torch twin here")
-  torch.set_num_threads(os.cpu_count())
+  device = torch.device(device)
+  cuda = device.type == "cuda"
+  if cuda:
+    torch.backends.cudnn.benchmark = True
+    torch.cuda.reset_peak_memory_stats(device)
+  else:
+    torch.set_num_threads(os.cpu_count())
   torch.manual_seed(0)
-  model = torch_resnet.Baseline(model_cfg.backbone, width=model_cfg.width, num_classes=num_classes)
+  model = torch_resnet.Baseline(model_cfg.backbone, width=model_cfg.width,
+                                num_classes=num_classes).to(device)
   model.train()
   opt = torch.optim.Adam(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-  x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-  y = torch.from_numpy(labels.astype(np.int64))
+  x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
+  y = torch.from_numpy(labels.astype(np.int64)).to(device)
+
+  def forward_loss(x, y):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+      _, pooled, logits = model(x)
+    return torch_resnet.bot_loss(pooled.float(), logits.float(), y)
+
+  loss_fn = torch.compile(forward_loss, backend=compile) if compile else forward_loss
 
   def step(state):
     opt.zero_grad(set_to_none=True)
-    _, pooled, logits = model(x)
-    torch_resnet.bot_loss(pooled, logits, y).backward()
+    loss_fn(x, y).backward()
     opt.step()
+    if cuda:
+      torch.cuda.synchronize(device)
     return state
 
-  return _median_step(step, None, steps), torch.__version__, torch.get_num_threads()
+  timing = _median_step(step, None, steps)
+  peak = torch.cuda.max_memory_allocated(device) if cuda else None
+  return timing, torch.__version__, torch.get_num_threads(), peak
 
 
 def _timing(first, median, batch_size):
@@ -105,6 +132,7 @@ def main():
   parser.add_argument("--torch", action="store_true", help="also time the PyTorch eager twin")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
+  compile_cache.disable()  # first_step_s is a real compilation, not a read of an earlier run's
 
   config = load_config(args.config)
   batch_size = args.batch or config.train.batch_size
@@ -118,7 +146,8 @@ def main():
             "image": [height, width], "batch": batch_size, "steps_timed": args.steps,
             "backend": jax.default_backend(), "devices": jax.device_count(),
             "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
-            "machine": platform.machine(), "jax": jax.__version__, "jreid": {}}
+            "machine": platform.machine(), "jax": jax.__version__, "compile_cache": "off",
+            "jreid": {}}
   for impl in [i for i in args.impls.split(",") if i]:
     config.model.conv_impl = impl
     timing = _timing(*time_jreid(config, images, labels, args.num_classes, args.steps), batch_size)
@@ -126,8 +155,8 @@ def main():
     print(f"jreid conv_impl={impl}: {timing['images_per_s']:.2f} img/s "
           f"({timing['median_step_s']:.3f} s/step)", flush=True)
   if args.torch:
-    (first, median), version, threads = time_torch(config, images, labels, args.num_classes,
-                                                   args.steps)
+    (first, median), version, threads, _ = time_torch(config, images, labels, args.num_classes,
+                                                      args.steps)
     result["torch_eager"] = {**_timing(first, median, batch_size), "torch": version,
                              "threads": threads}
     print(f"torch eager: {result['torch_eager']['images_per_s']:.2f} img/s", flush=True)

@@ -1,0 +1,378 @@
+"""Everything worth measuring on an accelerator, in one command that fits a short device lease.
+
+    python -m benchmarks.device_suite                # full: ResNet-50 256x128 batch 64, Market scale
+    python -m benchmarks.device_suite --quick        # tiny sizes: < 60 s on a 2-core CPU (tested)
+    bash benchmarks/device_wheels.sh                 # here: the wheels the device machine lacks
+    bash benchmarks/device_run.sh                    # there: install them, run the full suite
+
+It runs on whatever backend JAX finds (GPU, TPU, CPU) and writes one JSON,
+`benchmarks/results/device_<device kind>.json` (`device_<kind>_quick.json`
+with `--quick`), after every part, so a lease that ends early still leaves
+the parts that finished. Parts, each in its own process with its own time
+budget (a part past its budget is killed and reported as `timed_out`; the
+later parts still run):
+
+* `probe`: backend, device kind and count, memory, package versions;
+* `train_jreid_float32`, `train_jreid_bfloat16`: the BoT train step
+  (`configs/baseline.py`, ResNet-50, `conv_impl` auto) on random data,
+  compile + first step and the median of the timed steps, images/s, peak
+  device memory; `train_jreid_float32_warm_cache` repeats the float32 part
+  with the compile cache the first one filled (what a second run pays);
+* `train_torch_eager`, `train_torch_compile_float32`, `..._bfloat16`: the
+  same model and step in PyTorch (`benchmarks/torch_resnet.py`) on the same
+  device (CUDA when torch sees one, else CPU);
+* `evaluation`: Market-1501-scale cosine distances (on the JAX device) and
+  `evaluate_rank` (numpy, on the CPU);
+* `rerank`: k-reciprocal re-ranking at that scale (neighbour search on the
+  JAX device, the sparse k-reciprocal work in numpy on the CPU);
+* `input_pipeline`: the grain pipeline (decode, resize to 256x128, flip,
+  pad-crop, erase, normalise) on this machine's CPUs, per thread/worker
+  setting, next to the float32 train step's consumption.
+
+The JAX parts share one fresh persistent compilation cache under the
+scratch folder. No two parts run the same program (the state's init is the
+exception, and it is not timed), so each `first_call_s` is a cold compile,
+except in `train_jreid_float32_warm_cache`, which reads the float32 step back.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from benchmarks.common import REPO, load_config
+
+# Each part's budget in seconds (full mode; --quick uses QUICK_BUDGET for every part).
+BUDGETS = {
+    "probe": 60,
+    "train_jreid_float32": 150,
+    "train_jreid_bfloat16": 150,
+    "train_jreid_float32_warm_cache": 90,
+    "train_torch_eager": 90,
+    "evaluation": 90,
+    "rerank": 120,
+    "input_pipeline": 90,
+    "train_torch_compile_float32": 180,
+    "train_torch_compile_bfloat16": 180,
+}
+QUICK_BUDGET = 60
+TOTAL_BUDGET = 450  # the whole full suite: 7.5 min, inside the 8 the device lease allows
+PART_ARGS = {"train_jreid_float32": ("jreid", "float32"), "train_jreid_bfloat16": ("jreid", "bfloat16"),
+             "train_jreid_float32_warm_cache": ("jreid", "float32"),
+             "train_torch_eager": ("torch", "float32,bfloat16"),
+             "train_torch_compile_float32": ("torch_compile", "float32"),
+             "train_torch_compile_bfloat16": ("torch_compile", "bfloat16")}
+
+# (train config and its overrides, classes, steps; evaluation sizes; rerank sizes; pipeline sizes)
+FULL = dict(config="configs/baseline.py", model={}, height=256, width=128, batch=64, classes=751,
+            steps=20, eval=(3368, 15913, 2048, 750), rerank=(3368, 15913, 2048),
+            pipeline=dict(images=1024, size=(128, 64), batches=30,
+                          settings=((1, 0), (8, 0), (16, 0), (2, 8), (2, 15))),
+            torch_compile_backend="inductor")
+QUICK = dict(config="configs/baseline.py", model=dict(backbone="resnet18", width=8), height=64,
+             width=32, batch=16, classes=16, steps=2, eval=(200, 1000, 64, 50), rerank=(100, 500, 64),
+             pipeline=dict(images=64, size=(32, 16), batches=2, settings=((1, 0), (2, 0))),
+             torch_compile_backend="eager")  # dynamo's capture without inductor's 30-40 s C++ build
+
+
+# ---------------------------------------------------------------- the parts (child processes)
+
+def part_probe(sizes, scratch) -> dict:
+  import jax
+  device = jax.devices()[0]
+  stats = device.memory_stats() or {}
+  versions = {}
+  for name in ("jax", "jaxlib", "flax", "optax", "orbax.checkpoint", "grain", "numpy", "torch"):
+    try:
+      versions[name] = __import__(name, fromlist=["_"]).__version__
+    except Exception as err:  # a missing or broken package is a fact to report, not a failure
+      versions[name] = f"unavailable: {type(err).__name__}"
+  torch_cuda = None
+  try:
+    import torch
+    torch_cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+  except ImportError:
+    pass
+  return {"backend": jax.default_backend(), "device_kind": device.device_kind,
+          "device_count": jax.device_count(), "memory_bytes": stats.get("bytes_limit"),
+          "torch_cuda_device": torch_cuda, "cpu_count": os.cpu_count(), "versions": versions}
+
+
+def _bot_config(sizes):
+  config = load_config(sizes["config"])
+  config.model.update(sizes["model"])
+  config.data.update(height=sizes["height"], width=sizes["width"])
+  return config
+
+
+def _random_batch(sizes):
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(sizes["batch"], sizes["height"], sizes["width"], 3)).astype(np.float32)
+  labels = (np.repeat(np.arange(sizes["batch"] // 4), 4) % sizes["classes"]).astype(np.int32)
+  return images, labels
+
+
+def _timing(first, median, batch, peak):
+  return {"first_call_s": first, "warm_median_step_s": median, "images_per_s": batch / median,
+          "peak_device_bytes": peak}
+
+
+def part_train(sizes, scratch, framework, dtypes) -> dict:
+  from benchmarks import train_step
+  config = _bot_config(sizes)
+  images, labels = _random_batch(sizes)
+  rows = {}
+  for dtype in dtypes.split(","):
+    if framework == "jreid":
+      import jax
+      config.train.compute_dtype = dtype
+      first, median = train_step.time_jreid(config, images, labels, sizes["classes"], sizes["steps"])
+      stats = jax.devices()[0].memory_stats() or {}
+      rows[dtype] = {**_timing(first, median, sizes["batch"], stats.get("peak_bytes_in_use")),
+                     "conv_impl": config.model.conv_impl, "device": jax.devices()[0].device_kind}
+    else:
+      import torch
+      device = "cuda" if torch.cuda.is_available() else "cpu"
+      backend = sizes["torch_compile_backend"] if framework == "torch_compile" else None
+      (first, median), version, _, peak = train_step.time_torch(
+          config, images, labels, sizes["classes"], sizes["steps"], device=device, dtype=dtype,
+          compile=backend)
+      rows[dtype] = {**_timing(first, median, sizes["batch"], peak), "torch": version,
+                     "compile_backend": backend,
+                     "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
+  return {"model": f"{config.model.backbone} width {config.model.width} BoT",
+          "image": [sizes["height"], sizes["width"]], "batch": sizes["batch"],
+          "steps_timed": sizes["steps"], "dtypes": rows}
+
+
+def _timed(fn, *args, **kwargs):
+  start = time.perf_counter()
+  result = fn(*args, **kwargs)
+  return result, time.perf_counter() - start
+
+
+def _features(rng, count, dim):
+  return rng.standard_normal((count, dim), dtype=np.float32)
+
+
+def part_evaluation(sizes, scratch) -> dict:
+  from jreid.evaluation import compute_distance, evaluate_rank
+  num_query, num_gallery, dim, ids = sizes["eval"]
+  rng = np.random.default_rng(0)
+  qf, gf = _features(rng, num_query, dim), _features(rng, num_gallery, dim)
+  q_pids, g_pids = rng.integers(1, ids + 1, num_query), rng.integers(0, ids + 1, num_gallery)
+  q_cams, g_cams = rng.integers(0, 6, num_query), rng.integers(0, 6, num_gallery)
+  distmat, first = _timed(compute_distance, qf, gf, "cosine")
+  warm = [_timed(compute_distance, qf, gf, "cosine")[1] for _ in range(3)]
+  rank = [_timed(evaluate_rank, distmat, q_pids, g_pids, q_cams, g_cams)[1] for _ in range(3)]
+  return {"shapes": [num_query, num_gallery, dim],
+          "distance": {"where": "jax device", "first_call_s": first,
+                       "warm_median_s": float(np.median(warm))},
+          "evaluate_rank": {"where": "cpu (numpy)", "median_s": float(np.median(rank))}}
+
+
+def part_rerank(sizes, scratch) -> dict:
+  from jreid.evaluation import compute_distance, re_ranking
+  num_query, num_gallery, dim = sizes["rerank"]
+  rng = np.random.default_rng(1)
+  qf, gf = _features(rng, num_query, dim), _features(rng, num_gallery, dim)
+  blocks = [compute_distance(a, b, "euclidean") for a, b in ((qf, gf), (qf, qf), (gf, gf))]
+  runs = []
+  for _ in range(2):  # the first call compiles the neighbour search
+    phases = {}
+    final, seconds = _timed(re_ranking, *blocks, timings=phases)
+    runs.append({"total_s": seconds, "phases_s": phases})
+  return {"shapes": [num_query, num_gallery, dim], "k1": 20, "k2": 6, "lambda": 0.3,
+          "where": "neighbour search on the jax device, k-reciprocal sets and Jaccard in numpy (cpu)",
+          "first_call_s": runs[0]["total_s"], "warm_s": runs[1]["total_s"],
+          "warm_phases_s": runs[1]["phases_s"], "finite": bool(np.isfinite(final).all())}
+
+
+def write_person_images(folder: pathlib.Path, count: int, size: tuple[int, int]) -> list:
+  """`count` JPEGs of a Market-like size (smooth colour fields with noise), 8 per identity."""
+  from PIL import Image
+
+  from jreid.data.records import Record
+  rng = np.random.default_rng(0)
+  folder.mkdir(parents=True, exist_ok=True)
+  height, width = size
+  ramp = np.linspace(0, 1, height)[:, None, None]
+  records = []
+  for index in range(count):
+    top, bottom = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    pixels = top * (1 - ramp) + bottom * ramp + rng.normal(0, 12, (height, width, 3))
+    path = folder / f"{index // 8:04d}_c{index % 6 + 1}s1_{index:06d}_01.jpg"
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
+    records.append(Record(str(path), index // 8, index % 6))
+  return records
+
+
+def part_input_pipeline(sizes, scratch) -> dict:
+  from absl import flags
+
+  from benchmarks.input_pipeline import measure
+  flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags
+  setup = sizes["pipeline"]
+  records = write_person_images(pathlib.Path(scratch) / "images", setup["images"], setup["size"])
+  config = _bot_config(sizes)
+  config.train.batch_size = sizes["batch"]
+  rows = [{"threads": threads, "workers": workers,
+           "images_per_s": measure(records, config, setup["batches"], threads, workers)}
+          for threads, workers in setup["settings"]]
+  return {"decoded": list(setup["size"]), "output": [sizes["height"], sizes["width"]],
+          "batch": sizes["batch"], "cpu_count": os.cpu_count(), "settings": rows}
+
+
+def run_part(name: str, sizes: dict, scratch: str) -> dict:
+  if name == "probe":
+    return part_probe(sizes, scratch)
+  if name in PART_ARGS:
+    return part_train(sizes, scratch, *PART_ARGS[name])
+  return {"evaluation": part_evaluation, "rerank": part_rerank,
+          "input_pipeline": part_input_pipeline}[name](sizes, scratch)
+
+
+# ---------------------------------------------------------------- the driver (parent process)
+
+def launch(name: str, args, scratch: pathlib.Path, budget: float) -> dict:
+  """One part in a child process under `budget` seconds: its result, or why there is none."""
+  env = {**os.environ, "JREID_COMPILE_CACHE": str(scratch / "xla"), "PYTHONUNBUFFERED": "1"}
+  command = [sys.executable, "-m", "benchmarks.device_suite", f"--part={name}",
+             f"--scratch={scratch / name}"] + (["--quick"] if args.quick else [])
+  start = time.perf_counter()
+  try:
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=budget)
+  except subprocess.TimeoutExpired:
+    return {"status": "timed_out", "budget_s": budget, "wall_s": time.perf_counter() - start}
+  wall = time.perf_counter() - start
+  lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+  if done.returncode != 0 or not lines:
+    return {"status": "failed", "returncode": done.returncode, "budget_s": budget, "wall_s": wall,
+            "stderr_tail": done.stderr[-2000:]}
+  return {"status": "ok", "budget_s": budget, "wall_s": wall, **json.loads(lines[-1])}
+
+
+def ratios(parts: dict) -> dict:
+  """jreid images/s over PyTorch's, per dtype, and what the input pipeline can feed."""
+  def rate(name, dtype):
+    part = parts.get(name, {})
+    return part.get("dtypes", {}).get(dtype, {}).get("images_per_s") if part.get("status") == "ok" else None
+
+  out = {}
+  for dtype in ("float32", "bfloat16"):
+    jreid = rate(f"train_jreid_{dtype}", dtype)
+    for label, name in (("eager", "train_torch_eager"), ("compile", f"train_torch_compile_{dtype}")):
+      torch_rate = rate(name, dtype)
+      out[f"jreid_over_torch_{label}_{dtype}"] = jreid / torch_rate if jreid and torch_rate else None
+  pipeline, train = parts.get("input_pipeline", {}), rate("train_jreid_float32", "float32")
+  if pipeline.get("status") == "ok" and train:
+    best = max(row["images_per_s"] for row in pipeline["settings"])
+    out["input_pipeline_best_over_train_float32"] = best / train
+  return out
+
+
+def table(result: dict) -> str:
+  lines = [f"device suite ({'quick' if result['quick'] else 'full'}) on "
+           f"{result['parts'].get('probe', {}).get('device_kind', '?')}"]
+  for name, part in result["parts"].items():
+    if part["status"] != "ok":
+      lines.append(f"  {name:32s} {part['status']} after {part['wall_s']:.0f} s (budget {part['budget_s']:.0f} s)")
+    elif "dtypes" in part:
+      for dtype, row in part["dtypes"].items():
+        peak = row["peak_device_bytes"]
+        lines.append(f"  {name:32s} {dtype:9s} {row['images_per_s']:9.1f} img/s  first call "
+                     f"{row['first_call_s']:6.1f} s  peak {'-' if peak is None else f'{peak / 2**30:.2f} GiB'}")
+    elif name == "evaluation":
+      lines.append(f"  {name:32s} distance {part['distance']['warm_median_s']:.3f} s (first "
+                   f"{part['distance']['first_call_s']:.2f} s), evaluate_rank {part['evaluate_rank']['median_s']:.3f} s")
+    elif name == "rerank":
+      lines.append(f"  {name:32s} {part['warm_s']:.2f} s warm, {part['first_call_s']:.2f} s first call")
+    elif name == "input_pipeline":
+      best = max(part["settings"], key=lambda row: row["images_per_s"])
+      lines.append(f"  {name:32s} best {best['images_per_s']:.0f} img/s "
+                   f"(threads {best['threads']}, workers {best['workers']})")
+    else:
+      lines.append(f"  {name:32s} {part['backend']} x{part['device_count']}, jax {part['versions']['jax']}, "
+                   f"torch {part['versions']['torch']}")
+  lines += [f"  {key}: {'-' if value is None else f'{value:.2f}'}" for key, value in result["ratios"].items()]
+  return "\n".join(lines)
+
+
+def default_out(device_kind: str, quick: bool) -> pathlib.Path:
+  kind = re.sub(r"[^a-z0-9]+", "_", device_kind.lower()).strip("_") or "unknown"
+  return REPO / "benchmarks" / "results" / f"device_{kind}{'_quick' if quick else ''}.json"
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true", help="tiny sizes, every part (CPU: < 60 s)")
+  parser.add_argument("--parts", default="", help=f"comma-separated subset of {list(BUDGETS)}")
+  parser.add_argument("--budget", action="append", default=[],
+                      help="PART=SECONDS: override one part's budget (repeatable)")
+  parser.add_argument("--total_budget", type=float, default=TOTAL_BUDGET,
+                      help="seconds for the whole suite; each part gets at most what is left")
+  parser.add_argument("--out", default="", help="JSON path (default benchmarks/results/device_<kind>.json)")
+  parser.add_argument("--part", default="", help=argparse.SUPPRESS)     # child: run one part
+  parser.add_argument("--scratch", default="", help=argparse.SUPPRESS)  # child: its folder
+  args = parser.parse_args(argv)
+  sizes = QUICK if args.quick else FULL
+  if args.part:
+    from jreid import compile_cache
+    compile_cache.enable()
+    print(json.dumps(run_part(args.part, sizes, args.scratch)), flush=True)
+    return
+
+  names = [n for n in args.parts.split(",") if n] or list(BUDGETS)
+  unknown = sorted(set(names) - set(BUDGETS))
+  if unknown:
+    parser.error(f"unknown parts {unknown}; known: {list(BUDGETS)}")
+  budgets = {name: float(QUICK_BUDGET if args.quick else BUDGETS[name]) for name in names}
+  for item in args.budget:
+    name, _, seconds = item.partition("=")
+    if name not in budgets:
+      parser.error(f"--budget {item}: expected PART=SECONDS with PART one of {names}")
+    budgets[name] = float(seconds)
+  names = ["probe"] + [n for n in names if n != "probe"]  # the device is named first
+  budgets.setdefault("probe", float(QUICK_BUDGET if args.quick else BUDGETS["probe"]))
+
+  from jreid.train.reporting import write_json_atomic
+  scratch = pathlib.Path(tempfile.mkdtemp(prefix="jreid_device_suite_"))
+  result = {"benchmark": "device_suite", "quick": args.quick, "sizes": sizes,
+            "total_budget_s": args.total_budget, "parts": {}, "ratios": {}}
+  start, out = time.perf_counter(), pathlib.Path(args.out) if args.out else None
+  try:
+    for name in names:
+      left = args.total_budget - (time.perf_counter() - start)
+      if left <= 1:
+        result["parts"][name] = {"status": "not_run", "budget_s": budgets[name], "wall_s": 0.0,
+                                 "why": "the suite's total budget was spent"}
+      else:
+        result["parts"][name] = launch(name, args, scratch, min(budgets[name], left))
+      print(f"[device_suite] {name}: {result['parts'][name]['status']} "
+            f"({result['parts'][name]['wall_s']:.1f} s)", flush=True)
+      probe = result["parts"]["probe"]
+      out = out or default_out(probe.get("device_kind", "unknown"), args.quick)
+      result["device"] = {k: probe.get(k) for k in ("backend", "device_kind", "device_count",
+                                                    "memory_bytes", "torch_cuda_device", "cpu_count")}
+      result["ratios"] = ratios(result["parts"])
+      result["wall_s"] = time.perf_counter() - start
+      write_json_atomic(out, result)
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+  print(table(result))
+  print(f"wrote {out}")
+  return result
+
+
+if __name__ == "__main__":
+  main()
