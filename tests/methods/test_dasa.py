@@ -31,7 +31,7 @@ def _train(strategy, sa_kernel, steps=2):
   method = dasa.build(config, 6, tx, schedule)
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.normal(size=(12, 32, 16, 3)), jnp.float32)
-  state = method.init(jax.random.key(0), images[:1])
+  state = jax.jit(method.init)(jax.random.key(0), images[:1])
   before = jax.device_get(state)
   step = jax.jit(method.train_step)
   for i in range(steps):
@@ -111,7 +111,7 @@ def test_lwf_distillation_is_the_tempered_kl_on_the_old_classes():
   tx, schedule = optim.build(config.optim, 10)
   finetune = dasa.build(config, 4, tx, schedule)
   images = jax.random.normal(jax.random.key(1), (5, 32, 16, 3))
-  state = finetune.init(jax.random.key(0), images[:1])
+  state = jax.jit(finetune.init)(jax.random.key(0), images[:1])
   # Unit-scale class centres (the N(0, 0.001^2) init makes every logit ~0).
   params = partition.merge(state.params, {"head": {"classifier": {"kernel": jax.random.normal(
       jax.random.key(2), state.params["head"]["classifier"]["kernel"].shape)}}})

@@ -92,8 +92,8 @@ def test_a_fresh_sa_model_computes_the_pretrained_function():
   plain.update(backbone="resnet18", width=8)
   adapted.update(backbone="resnet18", width=8, sa_kernel=5)
   plain_model, sa_model = build_model(plain, 5), build_model(adapted, 5)
-  plain_vars = plain_model.init(jax.random.key(0), x, train=False)
-  sa_vars = sa_model.init(jax.random.key(3), x, train=False)
+  init = lambda model, seed: jax.jit(lambda x: model.init(jax.random.key(seed), x, train=False))(x)
+  plain_vars, sa_vars = init(plain_model, 0), init(sa_model, 3)
   # Lay the plain model's weights over the SA model: only the SA kernels stay as initialised.
   flat = flatten_dict(sa_vars["params"], sep="/")
   flat.update(flatten_dict(plain_vars["params"], sep="/"))
