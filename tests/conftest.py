@@ -9,6 +9,8 @@ import atexit
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -89,3 +91,23 @@ def fake_tree(tmp_path) -> FakeTree:
 def synth_root(tmp_path_factory) -> pathlib.Path:
   """One data root for the session: a SynthPerson preset is generated there by its first user."""
   return tmp_path_factory.mktemp("synth_data")
+
+
+SMOKE_EXTRAS = ("--config.eval.visualize=True", "--config.eval.rerank=True", "--config.eval.roc=True",
+                "--config.eval.dsr=True")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(synth_root, tmp_path_factory) -> pathlib.Path:
+  """`configs/baseline.py:smoke` with every evaluation extra, run once per session as a user runs it.
+
+  Read-only for its users: a test that needs to change a trained workdir copies it.
+  """
+  workdir = tmp_path_factory.mktemp("smoke") / "run"
+  result = subprocess.run(
+      [sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke", f"--workdir={workdir}",
+       f"--config.data.root={synth_root}", *SMOKE_EXTRAS],
+      cwd=pathlib.Path(__file__).resolve().parents[1], env=dict(os.environ, JAX_PLATFORMS="cpu"),
+      capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  return workdir

@@ -32,9 +32,11 @@ PRESETS = {
                           "synth_icc", "synth_no_hm", "smoke", "smoke_moco", "smoke_cc", "smoke_icc",
                           "smoke_no_hm"),
 }
-# Smoke presets that need another run first are trained in their own tests.
-NEEDS_ANOTHER_RUN = {"configs/distill.py": "tests/methods/test_distill_end_to_end.py",
-                     "configs/dasa.py": "tests/evaluation/test_lifelong.py"}
+# Smoke presets trained in other tests: those that need another run first, and the baseline
+# (the session's `smoke_run` fixture, checked by tests/train/test_end_to_end.py).
+TRAINED_ELSEWHERE = {"configs/distill.py": "tests/methods/test_distill_end_to_end.py",
+                     "configs/dasa.py": "tests/evaluation/test_lifelong.py",
+                     "configs/baseline.py": "tests/train/test_end_to_end.py"}
 
 
 def test_every_config_file_is_listed():
@@ -59,11 +61,11 @@ def test_preset_builds_its_method(spec):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", [p for p, args in PRESETS.items()
-                                  if "smoke" in args and p not in NEEDS_ANOTHER_RUN])
-def test_smoke_preset_trains_and_evaluates(tmp_path, path):
+                                  if "smoke" in args and p not in TRAINED_ELSEWHERE])
+def test_smoke_preset_trains_and_evaluates(tmp_path, path, synth_root):
   workdir = tmp_path / "run"
   result = subprocess.run([sys.executable, "-m", "jreid.main", f"--config={path}:smoke",
-                           f"--workdir={workdir}", f"--config.data.root={tmp_path / 'data'}"],
+                           f"--workdir={workdir}", f"--config.data.root={synth_root}"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   entries = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]

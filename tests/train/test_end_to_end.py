@@ -5,6 +5,7 @@ Each test runs `python -m jreid.main` in a subprocess, as a user would.
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from jreid.train import checkpoint
+from tests.conftest import write_market_tree
 
 pytestmark = pytest.mark.slow
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -46,12 +48,8 @@ def final_state(workdir):
   return step, ckpt.restore_raw(step)
 
 
-def test_smoke_config_writes_every_output(tmp_path):
-  workdir = tmp_path / "run"
-  run([sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
-       f"--workdir={workdir}", f"--config.data.root={tmp_path / 'data'}",
-       "--config.eval.visualize=True", "--config.eval.rerank=True", "--config.eval.roc=True",
-       "--config.eval.dsr=True"])
+def test_smoke_config_writes_every_output(smoke_run):
+  workdir = smoke_run  # configs/baseline.py:smoke with visualize, rerank, roc and dsr (conftest)
   config = json.loads((workdir / "config.json").read_text())
   assert config["data"]["train"] == "synth_tiny"
   entries = measurements(workdir)
@@ -70,9 +68,18 @@ def test_smoke_config_writes_every_output(tmp_path):
   assert sum(name.startswith("rank_list_") for name in pictures) == 10
 
 
-def test_visualize_tool_rebuilds_the_run(tmp_path, market_root):
+@pytest.fixture(scope="module")
+def market_run(tmp_path_factory):
+  """A 2-step smoke run on the Market-layout tree, shared (copied before any change) by the tests."""
+  root = tmp_path_factory.mktemp("market_run")
+  write_market_tree(root)
+  run(command(root / "run", root, "--config.train.steps=2"))
+  return root / "run"
+
+
+def test_visualize_tool_rebuilds_the_run(tmp_path, market_run):
   workdir = tmp_path / "run"
-  run(command(workdir, market_root, "--config.train.steps=2"))
+  shutil.copytree(market_run, workdir)
   saved = json.loads((workdir / "config.json").read_text())
   del saved["model"]["conv_impl"]  # as written by a jreid older than that key
   (workdir / "config.json").write_text(json.dumps(saved))
@@ -157,9 +164,9 @@ def test_unknown_config_key(tmp_path, market_root):
   assert not (tmp_path / "run").exists()
 
 
-def test_checkpoint_from_another_model(tmp_path, market_root):
+def test_checkpoint_from_another_model(tmp_path, market_root, market_run):
   workdir = tmp_path / "run"
-  run(command(workdir, market_root, "--config.train.steps=2"))
+  shutil.copytree(market_run, workdir)
   before = (workdir / "results.json").read_bytes()
   result = run(command(workdir, market_root, "--config.train.steps=4", "--config.model.width=16"),
                check=False)
@@ -171,9 +178,8 @@ def test_checkpoint_from_another_model(tmp_path, market_root):
   _one_line_error(other, "different model")
 
 
-def test_init_from_loads_weights_but_starts_at_step_zero(tmp_path, market_root):
-  source = tmp_path / "source"
-  run(command(source, market_root, "--config.train.steps=3"))
+def test_init_from_loads_weights_but_starts_at_step_zero(tmp_path, market_root, market_run):
+  source = market_run
   target = tmp_path / "target"
   result = run(command(target, market_root, f"--config.init_from={source}", "--config.train.steps=1",
                        "--config.eval.before_training=True"))
