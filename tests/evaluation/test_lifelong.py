@@ -27,16 +27,16 @@ DOMAINS = ["synth_tiny_multi/d0", "synth_tiny_multi/d1"]
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(tmp_path_factory, synth_root):
   root = tmp_path_factory.mktemp("lifelong")
   workdir = root / "run"
   result = subprocess.run(
       [sys.executable, "-m", "jreid.main", "--config=configs/dasa.py:smoke",
-       f"--workdir={workdir}", f"--config.data.root={root / 'data'}"],
+       f"--workdir={workdir}", f"--config.data.root={synth_root}"],
       cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
       timeout=900)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  return root, workdir, result.stdout
+  return synth_root, workdir, result.stdout
 
 
 def _variables(folder):
@@ -69,8 +69,8 @@ def test_results_table_and_storage(finished):
 
 
 def test_frozen_parameters_are_bit_identical_across_domains(finished):
-  root, workdir, _ = finished
-  pretrained = _variables(next((root / "data" / "pretrained").iterdir()))["params"]
+  data, workdir, _ = finished
+  pretrained = _variables(next((data / "pretrained").glob("pretrain_synth_*")))["params"]
   frozen = STRATEGIES["dasa"].trainable
   reference = dict(zip(partition.paths(partition.exclude(pretrained, frozen)),
                        jax.tree.leaves(partition.exclude(pretrained, frozen))))
@@ -83,7 +83,7 @@ def test_frozen_parameters_are_bit_identical_across_domains(finished):
 
 
 def test_a_saved_bank_reproduces_its_domain_s_features(finished):
-  root, workdir, _ = finished
+  data, workdir, _ = finished
   first, last = (_variables(folder) for folder in _step_dirs(workdir))
   bank = routing.load_bank(sorted((workdir / "banks").glob("1_*.msgpack"))[0])
   restored = {"params": partition.merge(last["params"], bank["params"]),
@@ -93,7 +93,7 @@ def test_a_saved_bank_reproduces_its_domain_s_features(finished):
   model_config.update(config["model"])
   model_config.sa_stages = tuple(model_config.sa_stages)
   model = build_model(model_config, first["params"]["head"]["classifier"]["kernel"].shape[-1])
-  split = datasets.get(DOMAINS[0], root / "data")
+  split = datasets.get(DOMAINS[0], data)
   options = pipeline.ImageOptions.from_config(ml_collections.ConfigDict(config["data"]))
   batch = next(iter(pipeline.test_batches(split.query, options=options, batch_size=16)))
   restored["params"]["head"]["classifier"] = first["params"]["head"]["classifier"]
@@ -106,13 +106,13 @@ def test_a_saved_bank_reproduces_its_domain_s_features(finished):
 
 
 def test_every_camera_routes_to_its_own_domain(finished):
-  root, workdir, _ = finished
+  data, workdir, _ = finished
   camera_map = json.loads((workdir / "banks" / "routing.json").read_text())
   assert camera_map["domains"] == DOMAINS
   for index, name in enumerate(DOMAINS):
-    split = datasets.get(name, root / "data")
+    split = datasets.get(name, data)
     for record in split.query + split.gallery + split.train:
       assert camera_map["cameras"][routing.camera_key(name, record.camid)] == index
-  unseen = datasets.get("synth_tiny_multi/u0", root / "data")
+  unseen = datasets.get("synth_tiny_multi/u0", data)
   assert not any(routing.camera_key("synth_tiny_multi/u0", r.camid) in camera_map["cameras"]
                  for r in unseen.query + unseen.gallery)
