@@ -33,6 +33,7 @@ SHARED_WORK = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
   for item in items:
     group = SHARED_WORK.get(item.path.name)
