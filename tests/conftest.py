@@ -22,19 +22,6 @@ if not os.environ.get("JREID_TEST_COMPILE_CACHE"):  # the first pytest process (
   atexit.register(shutil.rmtree, os.environ["JREID_TEST_COMPILE_CACHE"], True)
 os.environ["JREID_COMPILE_CACHE"] = os.environ["JREID_TEST_COMPILE_CACHE"]
 
-# The longest test files (measured with --durations), started first so that the two xdist
-# workers (`-n 2 --dist loadfile`, one file per worker at a time) finish together; a wrong
-# order costs only time.
-LONGEST_FIRST = ("test_end_to_end.py", "test_configs.py", "test_upreid.py", "test_dasa.py",
-                 "test_lifelong.py", "test_compile_cache.py", "test_device_suite.py",
-                 "test_dot_conv.py", "test_sa.py", "test_supervised.py")
-
-
-def pytest_collection_modifyitems(config, items):
-  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept
-
-
 def write_market_tree(root: pathlib.Path, *, train_ids=8, test_ids=6, per_id=4, cameras=3,
                       size=(32, 16), seed=0) -> pathlib.Path:
   """A Market-1501-layout folder of random-coloured images, with distractors and junk."""

@@ -9,15 +9,21 @@ from __future__ import annotations
 import pathlib
 from typing import Sequence
 
-import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw
 
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from jreid.data.records import Record
+from jreid.data.transforms import decode, resize
 
-from jreid.data.records import Record  # noqa: E402
-from jreid.data.transforms import decode, resize  # noqa: E402
+
+
+def _pyplot():
+  """matplotlib on first use (0.4 s of every run's start-up otherwise), drawing to files only."""
+  import matplotlib
+  matplotlib.use("Agg")  # no display on servers and CI
+  import matplotlib.pyplot as plt
+  return plt
+
 
 QUERY_COLOUR = (40, 90, 220)
 CORRECT_COLOUR = (20, 170, 60)
@@ -86,6 +92,7 @@ def pair_distances(distmat, q_pids, g_pids, q_camids, g_camids) -> tuple[np.ndar
 def save_distance_distribution(distmat, q_pids, g_pids, q_camids, g_camids,
                                path: str | pathlib.Path, *, bins: int = 100) -> pathlib.Path:
   positives, negatives = pair_distances(distmat, q_pids, g_pids, q_camids, g_camids)
+  plt = _pyplot()
   figure, axes = plt.subplots(figsize=(6, 4))
   low = min(positives.min(initial=np.inf), negatives.min(initial=np.inf))
   high = max(positives.max(initial=-np.inf), negatives.max(initial=-np.inf))
@@ -105,6 +112,7 @@ def save_distance_distribution(distmat, q_pids, g_pids, q_camids, g_camids,
 def save_roc_curve(fpr: np.ndarray, tpr: np.ndarray, path: str | pathlib.Path, *,
                    marks: dict[float, float] | None = None) -> pathlib.Path:
   """TPR against FPR on a log axis, with the TPR@FPR operating points marked."""
+  plt = _pyplot()
   figure, axes = plt.subplots(figsize=(6, 4))
   positive = np.asarray(fpr) > 0
   axes.plot(np.asarray(fpr)[positive], np.asarray(tpr)[positive], color="tab:blue")
@@ -126,6 +134,7 @@ def save_roc_curve(fpr: np.ndarray, tpr: np.ndarray, path: str | pathlib.Path, *
 def save_lifelong_curve(steps: Sequence[str], maps: Sequence[float], rank1s: Sequence[float],
                         path: str | pathlib.Path, *, title: str) -> None:
   """The seen-domain average after each lifelong step: forgetting shows as a falling line."""
+  plt = _pyplot()
   figure, axes = plt.subplots(figsize=(6, 4))
   positions = np.arange(1, len(steps) + 1)
   axes.plot(positions, maps, "o-", label="mAP")
