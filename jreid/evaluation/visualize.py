@@ -16,7 +16,6 @@ from jreid.data.records import Record
 from jreid.data.transforms import decode, resize
 
 
-
 def _pyplot():
   """matplotlib on first use (0.4 s of every run's start-up otherwise), drawing to files only."""
   import matplotlib
