@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks.common import load_config, write_result
 from jreid import compile_cache, methods
-from jreid.train import optim, sharding
+from jreid.train import sharding, update
 
 
 def _median_step(step, state, steps):
@@ -45,8 +45,7 @@ def _median_step(step, state, steps):
 
 
 def time_jreid(config, images, labels, num_classes, steps):
-  tx, schedule = optim.build(config.optim, config.train.steps)
-  method = methods.build(config, num_classes, tx, schedule)
+  method = methods.build(config, num_classes, update.factory(config, config.train.steps))
   mesh = sharding.data_mesh()
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   batch = sharding.global_batch({"image": images, "label": labels}, mesh)

@@ -62,20 +62,25 @@ def optim(**overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
       name="adam", lr=3.5e-4, weight_decay=5e-4, beta1=0.9, beta2=0.999, eps=1e-8,
       momentum=0.9, nesterov=False,
+      weight_decay_end=-1.0,  # >= 0: weight decay cosine-ramped to this value (DINO: 0.04 -> 0.4)
       schedule="multistep", milestones=(), gamma=0.1,
       cosine_delay_steps=0, min_lr=0.0,
       warmup_steps=0, warmup_factor=0.1,
       clip_grad_norm=0.0,
       groups=(),          # ((path regex, lr multiplier, wd multiplier), ...); first match wins
       freeze="",          # path regex held fixed (params and BN statistics) ...
-      freeze_steps=0))    # ... for this many first steps (SBS: "backbone/.*", 1000)
+      freeze_steps=0,     # ... for this many first steps (SBS: "backbone/.*", 1000)
+      # The same durations in epochs (jreid.train.durations); set one form of each, not both.
+      milestone_epochs=(), cosine_delay_epochs=0.0, warmup_epochs=0.0, freeze_epochs=0.0))
   config.update(overrides)
   return config
 
 
 def train(**overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
-      batch_size=64, steps=1000, log_every=50, checkpoint_every=500, keep_checkpoints=3,
+      batch_size=64,
+      steps=0, epochs=0.0,    # the run's length: one of them (jreid.train.durations)
+      log_every=50, checkpoint_every=500, keep_checkpoints=3,
       compute_dtype="float32"))  # "bfloat16": mixed precision (float32 weights and losses)
   config.update(overrides)
   return config
@@ -113,7 +118,7 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
 
   Sets `loss`, `optim`, `train`, `eval` and `data` (the model is the config's
   own): CircleSoftmax s=64 m=0.35 with CE eps 0.1, soft-margin triplet;
-  Adam 3.5e-4, wd 5e-4, 60 epochs of 202 iterations, warmup 2000 from 0.1,
+  Adam 3.5e-4, wd 5e-4, 60 epochs, warmup 2000 iterations from 0.1,
   constant to epoch 30 then cosine to 7.7e-7, `freeze` held for 1000
   iterations; bfloat16 (FastReID's AMP); Market-1501 at 384x128, 16
   instances, AutoAugment p=0.1. `arg` "synth" keeps the schedule's fractions
@@ -124,10 +129,9 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
   """
   config.loss = loss(softmax="circle", softmax_scale=64.0, softmax_margin=0.35,
                      label_smoothing=0.1, triplet_soft_margin=True)
-  iters_per_epoch = 202
-  config.optim = optim(schedule="cosine", cosine_delay_steps=30 * iters_per_epoch, min_lr=7.7e-7,
+  config.optim = optim(schedule="cosine", cosine_delay_epochs=30, min_lr=7.7e-7,
                        warmup_steps=2000, warmup_factor=0.1, freeze=freeze, freeze_steps=1000)
-  config.train = train(batch_size=64, steps=60 * iters_per_epoch, log_every=100,
+  config.train = train(batch_size=64, epochs=60, log_every=100,
                        checkpoint_every=2000, compute_dtype="bfloat16")
   config.eval = evaluation()
   config.data = data(train="market1501", test="market1501", root="~/datasets", height=384, width=128)
@@ -137,18 +141,18 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
     config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
                        height=128, width=64, padding=5, num_instances=8)
     config.model.update(synth_model or {})
-    config.train.update(steps=900 * length, log_every=50, checkpoint_every=300,
+    config.train.update(steps=900 * length, epochs=0.0, log_every=50, checkpoint_every=300,
                         compute_dtype="float32")
     config.optim.update(warmup_steps=150 * length, freeze_steps=75 * length,
-                        cosine_delay_steps=450 * length)
+                        cosine_delay_steps=450 * length, cosine_delay_epochs=0.0)
     config.eval.update(before_training=True)
   elif arg == "smoke":
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
                        height=32, width=16, padding=2, num_instances=4)
     config.model.update(width=8)
-    config.train.update(batch_size=16, steps=4, log_every=1, checkpoint_every=2,
+    config.train.update(batch_size=16, steps=4, epochs=0.0, log_every=1, checkpoint_every=2,
                         compute_dtype="float32")
-    config.optim.update(warmup_steps=2, freeze_steps=1, cosine_delay_steps=2)
+    config.optim.update(warmup_steps=2, freeze_steps=1, cosine_delay_steps=2, cosine_delay_epochs=0.0)
     config.eval.update(batch_size=32)
 
 

@@ -248,7 +248,8 @@ class Evaluator:
     batch_size = self.eval_config.batch_size
     router = routing.Router(
         state=self.state, banks=self.banks, camera_domains=self.camera_domains,
-        features_fn=self.features_fn, stats_fn=self.stats_fn, policy=policy,
+        features_fn=self.features_fn, stats_fn=self.stats_fn,
+        stem_statistics=self.run.method.stem_statistics, policy=policy,
         extract=routing.extractor(mesh=self.mesh, options=self.run.options, batch_size=batch_size))
     per_domain = {}
     for name in names:

@@ -82,7 +82,8 @@ class Router:
   camera_domains: dict[str, int]   # camera key -> index into `banks`
   features_fn: Callable            # jitted method.features
   extract: Callable                # (features_fn, state, records) -> features
-  stats_fn: Callable | None = None  # jitted method.stem_moments, for policy "stats"
+  stats_fn: Callable | None = None  # jitted method.stem_moments, for policy "stats" ...
+  stem_statistics: Callable | None = None  # ... and method.stem_statistics
   policy: str = "last"
   stats_images: int = 64
   chosen: dict[str, int] = dataclasses.field(default_factory=dict)  # unseen camera -> bank
@@ -90,6 +91,9 @@ class Router:
   def __post_init__(self):
     if self.policy not in POLICIES:
       raise ConfigError(f"lifelong.unseen_policy={self.policy!r}; choose one of {POLICIES}")
+    if self.policy == "stats" and (self.stats_fn is None or self.stem_statistics is None):
+      raise ConfigError("routing policy 'stats' needs a method with stem_moments and "
+                        "stem_statistics (jreid.methods.base)")
 
   def state_for(self, index: int):
     bank = self.banks[index]
@@ -107,8 +111,8 @@ class Router:
       half = moments.shape[-1] // 2
       mean = moments[:, :half].mean(0)
       var = np.maximum(moments[:, half:].mean(0) - mean ** 2, 0.0)
-      stem = state.batch_stats["backbone"]["bn1"]
-      distances.append(stats_distance(mean, var, np.asarray(stem["mean"]), np.asarray(stem["var"])))
+      stem_mean, stem_var = self.stem_statistics(state)
+      distances.append(stats_distance(mean, var, np.asarray(stem_mean), np.asarray(stem_var)))
     return int(np.argmin(distances))
 
   def bank_for(self, camera: str, records: list[Record]) -> int | None:

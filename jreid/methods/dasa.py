@@ -34,12 +34,13 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from jreid.errors import ConfigError
 from jreid.losses import objective
+from jreid.methods import base
+from jreid.models.backbones.resnet import STEM_NORM_INPUT
 from jreid.models.reid import ReID, build_model
-from jreid.train import checkpoint, partition
+from jreid.train import checkpoint, partition, precision
 from jreid.train.state import TrainState
 
 NORMS = r".*/(scale|bias)"          # every BN / IN affine, BNNeck included (convs have no bias)
@@ -96,21 +97,12 @@ class LwFState(TrainState):
   teacher: Any  # {"params", "batch_stats"} of the previous domain's model; never updated
 
 
-def trainable_only(tx: optax.GradientTransformation, pattern: str) -> optax.GradientTransformation:
-  """`tx` on the leaves matching `pattern`; the rest get zero updates and keep no optimiser state."""
-  labels = lambda params: partition.merge(
-      jax.tree.map(lambda _: "frozen", partition.exclude(params, pattern)),
-      jax.tree.map(lambda _: "trainable", partition.select(params, pattern)))
-  return optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()}, labels)
-
-
 @dataclasses.dataclass(frozen=True)
 class Lifelong:
   """One domain's training under a strategy; the protocol builds one per step (its class count)."""
   model: ReID
   strategy: Strategy
-  tx: optax.GradientTransformation  # restricted to `strategy.trainable`
-  schedule: Any
+  update: Any  # the shared update step, restricted to `strategy.trainable`
   loss_config: Any
   teacher_model: ReID | None = None
   teacher_dir: str = ""
@@ -122,7 +114,7 @@ class Lifelong:
     variables = self.model.init(rng, images, train=False)
     params, stats = variables["params"], variables.get("batch_stats", {})
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats,
-                       opt_state=self.tx.init(params))
+                       opt_state=self.update.init(params))
     if not self.strategy.distill:
       return state
     shapes = jax.eval_shape(functools.partial(self.teacher_model.init, train=False), rng, images)
@@ -145,71 +137,58 @@ class Lifelong:
 
   def forward_train(self, params, batch_stats, images):
     """The training forward: (outputs, new batch_stats); backbone BNs in eval mode where asked."""
-    backbone_vars = {"params": params["backbone"], "batch_stats": batch_stats["backbone"]}
-    if self.strategy.backbone_batch_statistics:
-      (feature_map, _), updates = self.model.backbone.apply(
-          backbone_vars, images, train=True, mutable=["batch_stats"])
-      backbone_stats = updates["batch_stats"]
-    else:
-      feature_map, _ = self.model.backbone.apply(backbone_vars, images, train=False)
-      backbone_stats = batch_stats["backbone"]
-    pooled = self.model.pooling.apply({"params": params.get("pooling", {})}, feature_map)
-    out, updates = self.model.head.apply(
-        {"params": params["head"], "batch_stats": batch_stats["head"]}, pooled, train=True,
-        mutable=["batch_stats"])
-    new_stats = {**batch_stats, "backbone": backbone_stats, "head": updates["batch_stats"]}
-    out = {**out, "branch_logits": (out["logits"],), "branch_features": (out["pre_neck"],)}
-    return out, new_stats
+    low = self.update.to_compute
+    (_, out), updates = self.model.apply(
+        {"params": low(params), "batch_stats": batch_stats}, low(images), train=True,
+        backbone_train=self.strategy.backbone_batch_statistics, mutable=["batch_stats"])
+    return (precision.cast_floating(out, jnp.float32),
+            precision.cast_floating(updates["batch_stats"], jnp.float32))
 
   def distillation(self, teacher, images, student_neck) -> jax.Array:
     """LwF's KL(p_old || p_new) * T^2 on the previous domain's classes, through its classifier."""
     teacher = jax.lax.stop_gradient(teacher)
-    _, old = self.teacher_model.apply(teacher, images, train=False)
+    low = self.update.to_compute
+    _, old = self.teacher_model.apply(low(teacher), low(images), train=False)
     old_classifier = teacher["params"]["head"]["classifier"]["kernel"]
     t = self.distill_temperature
-    log_old = jax.nn.log_softmax(old["logits"] / t, axis=-1)
+    log_old = jax.nn.log_softmax(old["logits"].astype(jnp.float32) / t, axis=-1)
     log_new = jax.nn.log_softmax(student_neck @ old_classifier / t, axis=-1)
     return jnp.mean(jnp.sum(jnp.exp(log_old) * (log_old - log_new), axis=-1)) * t ** 2
 
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
     del rng  # no dropout in the DASA model
-    pattern = self.strategy.trainable
-    trainable, frozen = partition.select(state.params, pattern), partition.exclude(state.params, pattern)
 
-    def losses(trainable):
-      out, batch_stats = self.forward_train(partition.merge(frozen, trainable), state.batch_stats,
-                                            batch["image"])
+    def losses(params):
+      out, batch_stats = self.forward_train(params, state.batch_stats, batch["image"])
       total, parts = objective.reid_losses(out, batch["label"], self.loss_config)
       if self.strategy.distill:
         parts["loss_lwf"] = self.distillation(state.teacher, batch["image"], out["neck"])
         total = total + self.distill_weight * parts["loss_lwf"]
       return total, (batch_stats, parts)
 
-    (total, (batch_stats, parts)), grads = jax.value_and_grad(losses, has_aux=True)(trainable)
-    full_grads = partition.merge(jax.tree.map(jnp.zeros_like, frozen), grads)
-    updates, opt_state = self.tx.update(full_grads, state.opt_state, state.params)
-    # Frozen leaves are carried over, not updated by zero: bit-identical by construction.
-    params = partition.merge(frozen, optax.apply_updates(trainable,
-                                                         partition.select(updates, pattern)))
-    measurements = {"loss": total, **parts, "lr": self.schedule(state.step),
-                    "grad_norm": optax.tree.norm(grads)}
-    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                         opt_state=opt_state), measurements
+    (total, (batch_stats, parts)), grads = self.update.value_and_grad(losses, state.params)
+    return self.update.apply(state, grads, batch_stats, {"loss": total, **parts})
+
+  def variables(self, state: TrainState) -> dict:
+    return {"params": state.params, "batch_stats": state.batch_stats}
 
   def features(self, state: TrainState, images: jax.Array) -> jax.Array:
-    feature, _ = self.model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                                  images, train=False)
-    return feature
+    low = self.update.to_compute
+    feature, _ = self.model.apply(low(self.variables(state)), low(images), train=False)
+    return feature.astype(jnp.float32)
 
   def stem_moments(self, state: TrainState, images: jax.Array) -> jax.Array:
-    """Per image, the channel means of x and x^2 where x is what the stem BN sees
-    (B, 2C): the routing policy "stats" pools them into a camera's statistics."""
-    _, captured = self.model.backbone.apply(
-        {"params": state.params["backbone"], "batch_stats": state.batch_stats["backbone"]},
-        images, train=False, capture_intermediates=lambda module, _: module.scope.path == ("conv1",),
-        mutable=["intermediates"])
-    stem = captured["intermediates"]["conv1"]["__call__"][0]
+    """Per image, the channel means of x and x^2 where x is what the stem norm sees (B, 2C):
+    the routing policy "stats" pools them into a camera's statistics."""
+    _, captured = self.model.apply(self.variables(state), images, train=False,
+                                   mutable=["intermediates"])
+    stem = captured["intermediates"]["backbone"][STEM_NORM_INPUT][0]
     return jnp.concatenate([jnp.mean(stem, axis=(1, 2)), jnp.mean(stem ** 2, axis=(1, 2))], axis=-1)
+
+  def stem_statistics(self, state: TrainState) -> tuple:
+    """The stem norm's running (mean, var): what `stem_moments` of a domain's images should match."""
+    stats = state.batch_stats["backbone"][self.model.backbone.STEM_NORM]
+    return stats["mean"], stats["var"]
 
   def bank(self, params, batch_stats) -> dict:
     """One domain's own variables, cut out of a trained state."""
@@ -222,7 +201,7 @@ def _num_classes_of(workdir: str) -> int:
   return int(stored["params"]["head"]["classifier"]["kernel"].shape[-1])
 
 
-def build(config, num_classes: int, tx, schedule) -> Lifelong:
+def build(config, num_classes: int, make_update) -> base.Method:
   lifelong = config.lifelong
   expected = set(lifelong_config().keys())
   if set(lifelong.keys()) != expected:
@@ -246,8 +225,12 @@ def build(config, num_classes: int, tx, schedule) -> Lifelong:
       raise ConfigError("lifelong.strategy='lwf' needs lifelong.teacher, the previous domain's "
                         "workdir (the protocol sets it from the second domain on)")
     teacher_model = build_model(config.model, _num_classes_of(lifelong.teacher))
-  return Lifelong(model=model, strategy=strategy, tx=trainable_only(tx, strategy.trainable),
-                  schedule=schedule, loss_config=config.loss, teacher_model=teacher_model,
+  impl = Lifelong(model=model, strategy=strategy, update=make_update(trainable=strategy.trainable),
+                  loss_config=config.loss, teacher_model=teacher_model,
                   teacher_dir=str(lifelong.teacher),
                   distill_weight=float(lifelong.distill_weight),
                   distill_temperature=float(lifelong.distill_temperature))
+  return base.method(config.method, init=impl.init, train_step=impl.train_step,
+                     features=impl.features, load_weights=impl.load_weights,
+                     fresh_params=impl.fresh_params, bank=impl.bank, stem_moments=impl.stem_moments,
+                     stem_statistics=impl.stem_statistics, impl=impl)

@@ -34,7 +34,7 @@ import ml_collections
 from jreid.errors import CheckpointMismatchError, ConfigError
 from jreid.losses import distill as kd
 from jreid.losses import objective
-from jreid.methods import supervised
+from jreid.methods import base, supervised
 from jreid.models.reid import build_model, default_model_config
 from jreid.train import checkpoint
 from jreid.train.state import TrainState
@@ -134,8 +134,9 @@ class Distill:
                + self.pkt_weight * distill["loss_pkt"])
       return total, (batch_stats, {**parts, **distill})
 
-    (total, (batch_stats, parts)), grads = jax.value_and_grad(losses, has_aux=True)(state.params)
-    return self.student.apply_gradients(state, grads, batch_stats, {"loss": total, **parts})
+    update = self.student.update
+    (total, (batch_stats, parts)), grads = update.value_and_grad(losses, state.params)
+    return update.apply(state, grads, batch_stats, {"loss": total, **parts})
 
   def features(self, state: DistillState, images: jax.Array) -> jax.Array:
     return self.student.features(state, images)
@@ -148,7 +149,7 @@ def _scaled(logits: jax.Array, scale: float) -> jax.Array:
   return logits * scale if scale else logits
 
 
-def build(config, num_classes: int, tx, schedule) -> Distill:
+def build(config, num_classes: int, make_update) -> base.Method:
   teacher = config.teacher
   expected = set(teacher_config().keys())
   if set(teacher.keys()) != expected:
@@ -160,13 +161,16 @@ def build(config, num_classes: int, tx, schedule) -> Distill:
   if not teacher.checkpoint:
     raise ConfigError("config.teacher.checkpoint is empty: pass the workdir of a trained teacher "
                       "run (--config.teacher.checkpoint=DIR)")
-  student = supervised.build(config, num_classes, tx, schedule)
+  student = supervised.build_supervised(config, num_classes, make_update)
   teacher_model = build_model(teacher.model, num_classes,
                               cosine_classifier=teacher.logit_scale > 0)
   student_scale = config.loss.softmax_scale if objective.cosine_classifier(config.loss) else 0.0
-  return Distill(student=student, teacher_model=teacher_model,
+  impl = Distill(student=student, teacher_model=teacher_model,
                  teacher_checkpoint=str(teacher.checkpoint), loss=teacher.loss,
                  temperature=float(teacher.temperature), logit_weight=float(teacher.logit_weight),
                  pkt_weight=float(teacher.pkt_weight), student_logit_scale=float(student_scale),
                  teacher_logit_scale=float(teacher.logit_scale),
                  student_feature=config.model.test_feature)
+  return base.method(config.method, init=impl.init, train_step=impl.train_step,
+                     features=impl.features, spatial_features=impl.spatial_features,
+                     load_weights=impl.load_weights, impl=impl)

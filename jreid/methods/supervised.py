@@ -3,8 +3,8 @@
 BoT is label-smoothed CE on the BNNeck logits plus batch-hard triplet on the
 pre-BN feature; SBS swaps in CircleSoftmax and the soft-margin triplet; MGN
 and PCB average the same parts over their branches (`jreid.losses.objective`).
-Mixed precision (`train.compute_dtype`) and the backbone freeze
-(`optim.freeze`) are applied here, around the model, as pytree operations.
+Mixed precision, the backbone freeze and the optimiser are the shared
+update step's (`jreid.train.update`); this module is the forward and the loss.
 """
 from __future__ import annotations
 
@@ -14,33 +14,29 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from jreid.losses import objective
+from jreid.methods import base
 from jreid.models.reid import build_model
-from jreid.train import param_groups, precision
+from jreid.train import precision
 from jreid.train.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
 class Supervised:
   model: nn.Module
-  tx: optax.GradientTransformation
-  schedule: Any
+  update: Any  # the loop's shared update step (jreid.train.update.Update)
   loss_config: Any
-  compute_dtype: Any = jnp.float32
-  freeze: str = ""          # params and BN statistics held fixed for the first `freeze_steps`
-  freeze_steps: int = 0
 
   def init(self, rng: jax.Array, images: jax.Array) -> TrainState:
     variables = self.model.init(rng, images, train=False)
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}), opt_state=self.tx.init(params))
+                      batch_stats=variables.get("batch_stats", {}), opt_state=self.update.init(params))
 
   def to_compute(self, tree):
     """Params or images in the compute dtype (`train.compute_dtype`); a no-op for float32."""
-    return precision.cast_floating(tree, self.compute_dtype)
+    return self.update.to_compute(tree)
 
   def apply_train(self, params, batch_stats, images, rng):
     """The training forward in the compute dtype: (outputs in float32, float32 batch-stat updates)."""
@@ -55,22 +51,10 @@ class Supervised:
     total, parts = objective.reid_losses(out, batch["label"], self.loss_config)
     return total, (new_batch_stats, parts)
 
-  def apply_gradients(self, state: TrainState, grads, batch_stats, measurements: dict):
-    """The optimiser step shared by methods built on this one (distillation)."""
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    if self.freeze_steps:
-      batch_stats = param_groups.hold(batch_stats, state.batch_stats, self.freeze,
-                                      state.step < self.freeze_steps)
-    measurements = {**measurements, "lr": self.schedule(state.step),
-                    "grad_norm": optax.tree.norm(grads)}
-    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                         opt_state=opt_state), measurements
-
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
-    grad_fn = jax.value_and_grad(self.losses, has_aux=True)
-    (total, (batch_stats, parts)), grads = grad_fn(state.params, state.batch_stats, batch, rng)
-    return self.apply_gradients(state, grads, batch_stats, {"loss": total, **parts})
+    (total, (batch_stats, parts)), grads = self.update.value_and_grad(
+        self.losses, state.params, state.batch_stats, batch, rng)
+    return self.update.apply(state, grads, batch_stats, {"loss": total, **parts})
 
   def apply_eval(self, state: TrainState, images: jax.Array):
     feature, out = self.model.apply(
@@ -87,9 +71,13 @@ class Supervised:
     return feature_map.reshape(feature_map.shape[0], -1, feature_map.shape[-1])
 
 
-def build(config, num_classes: int, tx, schedule) -> Supervised:
+def build_supervised(config, num_classes: int, make_update) -> Supervised:
   model = build_model(config.model, num_classes,
                       cosine_classifier=objective.cosine_classifier(config.loss))
-  return Supervised(model=model, tx=tx, schedule=schedule, loss_config=config.loss,
-                    compute_dtype=precision.compute_dtype(config.train.compute_dtype),
-                    freeze=config.optim.freeze, freeze_steps=config.optim.freeze_steps)
+  return Supervised(model=model, update=make_update(), loss_config=config.loss)
+
+
+def build(config, num_classes: int, make_update) -> base.Method:
+  impl = build_supervised(config, num_classes, make_update)
+  return base.method(config.method, init=impl.init, train_step=impl.train_step,
+                     features=impl.features, spatial_features=impl.spatial_features, impl=impl)

@@ -35,14 +35,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from jreid.data import pipeline
 from jreid.errors import ConfigError
 from jreid.losses.contrastive import info_nce, mmd
+from jreid.methods import base
 from jreid.models import patches
 from jreid.models.contrastive import build_encoder
-from jreid.train import ema, queue
+from jreid.train import ema, precision, queue
 from jreid.train.state import TrainState
 
 
@@ -81,12 +81,8 @@ class UPReIDState(TrainState):
 @dataclasses.dataclass(frozen=True)
 class UPReID:
   model: nn.Module
-  tx: optax.GradientTransformation
-  schedule: Any
+  update: Any  # the loop's shared update step (jreid.train.update.Update)
   settings: Any  # config.upreid
-
-  # Unlabelled images: two augmented views and the original per image.
-  train_dataset = staticmethod(pipeline.view_dataset)
 
   @property
   def num_patches(self) -> int:
@@ -101,15 +97,22 @@ class UPReID:
         jax.random.split(patch_rng, self.num_patches)) if self.settings.intrinsic
                     else ())  # no leaf: orbax stores no zero-size array
     return UPReIDState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats,
-                       opt_state=self.tx.init(params), ema_params=params, ema_batch_stats=stats,
+                       opt_state=self.update.init(params), ema_params=params, ema_batch_stats=stats,
                        queue=queue.init(image_rng, size, dim), patch_queues=patch_queues,
                        queue_pointer=jnp.zeros((), jnp.int32))
 
+  def after_init_from(self, state: UPReIDState) -> UPReIDState:
+    """The key encoder starts as a copy of the loaded online encoder, as at a fresh init."""
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)  # own buffers: the state is donated
+    return state.replace(ema_params=copy(state.params), ema_batch_stats=copy(state.batch_stats))
+
   def encode(self, params, batch_stats, images):
     """(projections, BN statistics after this pass), normalising over the whole batch given."""
-    (z, _), updates = self.model.apply({"params": params, "batch_stats": batch_stats}, images,
-                                       train=True, mutable=["batch_stats"])
-    return z, updates["batch_stats"]
+    low = self.update.to_compute
+    (z, _), updates = self.model.apply({"params": low(params), "batch_stats": batch_stats},
+                                       low(images), train=True, mutable=["batch_stats"])
+    return (z.astype(jnp.float32),
+            precision.cast_floating(updates["batch_stats"], jnp.float32))
 
   def keys(self, params, batch_stats, images, rng):
     """EMA-encoder projections in train-mode BN over shuffled fixed groups (see module doc)."""
@@ -174,28 +177,25 @@ class UPReID:
     s = self.settings
     ema_params = ema.update(state.ema_params, state.params, s.momentum)
     targets = self.targets(state, ema_params, batch, rng)
-    grad_fn = jax.value_and_grad(self.losses, has_aux=True)
-    (total, (batch_stats, parts)), grads = grad_fn(state.params, state, batch, targets)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    (total, (batch_stats, parts)), grads = self.update.value_and_grad(
+        self.losses, state.params, state, batch, targets)
+    stepped, measurements = self.update.apply(state, grads, batch_stats, {"loss": total, **parts})
     image_queue, pointer = queue.enqueue(state.queue, state.queue_pointer, targets["key"])
     patch_queues = state.patch_queues
     if s.intrinsic:
       patch_queues, _ = jax.vmap(queue.enqueue, in_axes=(0, None, 0))(
           state.patch_queues, state.queue_pointer, targets["key_patches"])
-    new_state = state.replace(
-        step=state.step + 1, params=optax.apply_updates(state.params, updates),
-        batch_stats=batch_stats, opt_state=opt_state, ema_params=ema_params,
-        ema_batch_stats=targets["ema_batch_stats"], queue=image_queue, patch_queues=patch_queues,
-        queue_pointer=pointer)
-    measurements = {"loss": total, **parts, "lr": self.schedule(state.step),
-                    "grad_norm": optax.tree.norm(grads)}
+    new_state = stepped.replace(
+        ema_params=ema_params, ema_batch_stats=targets["ema_batch_stats"], queue=image_queue,
+        patch_queues=patch_queues, queue_pointer=pointer)
     return new_state, measurements
 
   def features(self, state: UPReIDState, images: jax.Array) -> jax.Array:
     """The pooled backbone feature of the online encoder: what fine-tuning starts from."""
-    _, intermediates = self.model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                                        images, train=False)
-    return intermediates["pre_neck"]
+    low = self.update.to_compute
+    _, intermediates = self.model.apply(
+        {"params": low(state.params), "batch_stats": state.batch_stats}, low(images), train=False)
+    return intermediates["pre_neck"].astype(jnp.float32)
 
 
 def check_config(config) -> None:
@@ -213,8 +213,12 @@ def check_config(config) -> None:
     raise ConfigError("upreid.hard_mining selects patch positives: it needs upreid.intrinsic=True")
 
 
-def build(config, num_classes: int, tx, schedule) -> UPReID:
+def build(config, num_classes: int, make_update) -> base.Method:
   del num_classes  # unlabelled pre-training
   check_config(config)
   model = build_encoder(config.model, config.upreid.projection_hidden, config.upreid.projection_dim)
-  return UPReID(model=model, tx=tx, schedule=schedule, settings=config.upreid)
+  impl = UPReID(model=model, update=make_update(), settings=config.upreid)
+  # Unlabelled images: two augmented views and the original per image.
+  return base.method(config.method, init=impl.init, train_step=impl.train_step,
+                     features=impl.features, after_init_from=impl.after_init_from,
+                     train_dataset=pipeline.view_dataset, impl=impl)

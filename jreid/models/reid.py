@@ -84,8 +84,12 @@ class ReID(nn.Module):
   head: nn.Module
   test_feature: str = "neck"
 
-  def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
-    feature_map, intermediates = self.backbone(x, train=train)
+  def __call__(self, x: jax.Array, *, train: bool,
+               backbone_train: bool | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`backbone_train` sets the backbone's BN mode apart from the head's (DASA's `sa` strategy
+    trains the head with batch statistics but keeps the pre-trained trunk's)."""
+    feature_map, intermediates = self.backbone(x, train=train if backbone_train is None
+                                               else backbone_train)
     outputs = self.head(self.pooling(feature_map), train=train)
     for_losses = {"branch_logits": (outputs["logits"],), "branch_features": (outputs["pre_neck"],)}
     return outputs[self.test_feature], {**intermediates, **outputs, **for_losses}

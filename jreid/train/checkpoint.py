@@ -16,23 +16,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jreid.errors import CheckpointMismatchError
+from jreid.train import tree_paths
 
 CHECKPOINT_SUBDIR = "checkpoints"
 
 
-def _path_name(path) -> str:
-  parts = []
-  for key in path:
-    for attribute in ("key", "name", "idx"):
-      if hasattr(key, attribute):
-        parts.append(str(getattr(key, attribute)))
-        break
-  return "/".join(parts)
-
-
 def shapes_by_name(tree) -> dict[str, tuple[int, ...]]:
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {_path_name(path): tuple(np.shape(leaf)) for path, leaf in leaves}
+  return {name: tuple(np.shape(leaf)) for name, leaf in tree_paths.named_leaves(tree)}
 
 
 def describe_mismatch(stored: dict, expected: dict, limit: int = 3) -> str | None:
@@ -133,11 +123,11 @@ def merge_matching(target, source, *, prefix: str) -> tuple[Any, list[str], list
   initialised (missing or a different shape, e.g. a classifier for another
   number of identities).
   """
-  source_leaves = {name: leaf for name, leaf in _named_leaves(source)}
+  source_leaves = dict(tree_paths.named_leaves(source))
   loaded, kept = [], []
 
   def pick(path, leaf):
-    name = _path_name(path)
+    name = tree_paths.path_name(path)
     stored = source_leaves.get(name)
     if stored is not None and np.shape(stored) == tuple(leaf.shape):
       loaded.append(f"{prefix}/{name}")
@@ -147,10 +137,6 @@ def merge_matching(target, source, *, prefix: str) -> tuple[Any, list[str], list
 
   merged = jax.tree_util.tree_map_with_path(pick, target)
   return merged, loaded, kept
-
-
-def _named_leaves(tree):
-  return [(_path_name(path), leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
 def restore_variables(path: str | pathlib.Path) -> tuple[dict, pathlib.Path]:

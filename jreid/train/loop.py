@@ -1,10 +1,13 @@
 """The one training loop every method shares.
 
-It owns: data loading, the device mesh, jit with donated state, the optimiser,
-checkpoints (resume order: this workdir, then `config.resume`, then
-`config.init_from`, then scratch), the non-finite-loss guard, progress lines,
-`metrics.jsonl`, evaluation and `results.json`. A method supplies only its
-state, its pure step and its feature function (see `jreid.methods`).
+It owns: data loading, durations (epochs or steps, `jreid.train.durations`),
+the device mesh, jit with donated state, the shared update step
+(`jreid.train.update`), a method's frozen constants, checkpoints (resume
+order: this workdir, then `config.resume`, then `config.init_from`, then
+scratch), epoch hooks and their pseudo-labelled records, the non-finite-loss
+guard, progress lines, `metrics.jsonl`, evaluation and `results.json`. A
+method supplies its state, its pure step, its feature function and the
+optional hooks of the contract (`jreid.methods.base`).
 """
 from __future__ import annotations
 
@@ -13,19 +16,23 @@ import hashlib
 import json
 import math
 import pathlib
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import optax
+import numpy as np
 
 from jreid import config_blocks, methods
 from jreid.convert.load import load_torch_weights
 from jreid.data import datasets, pipeline
-from jreid.data.records import Split, combine, relabel
-from jreid.errors import CheckpointMismatchError, NonFiniteLossError
-from jreid.evaluation.retrieval import PostProcessing, ReportOptions, evaluate_split
-from jreid.train import checkpoint, optim, partition, reporting, sharding
+from jreid.data.records import Record, Split, combine, relabel
+from jreid.errors import CheckpointMismatchError, ConfigError, NonFiniteLossError
+from jreid.evaluation.retrieval import (PostProcessing, ReportOptions, evaluate_split,
+                                        extract_features)
+from jreid.methods.base import Method
+from jreid.train import checkpoint, durations, partition, reporting, sharding, update
+from jreid.train.param_groups import ALL
+from jreid.train.update import Update
 
 
 @dataclasses.dataclass
@@ -49,30 +56,66 @@ def load_data(config) -> RunData:
 @dataclasses.dataclass
 class Prepared:
   """Everything a run needs before its first step; also what tools use to rebuild a model."""
+  config: Any  # the run's config with every duration in steps
+  epochs: durations.Epochs
   data: RunData
   mesh: jax.sharding.Mesh
-  tx: optax.GradientTransformation
-  method: object
+  update: Update
+  method: Method
   options: pipeline.ImageOptions
   abstract_state: object  # shapes, dtypes and shardings of the train state
   fresh_state: Callable[[], object]  # a newly initialised state (seeded by config.seed)
+  constants: object  # the method's frozen constants on the devices; None without any
+  train_step: Callable  # jitted (state, batch, rng) -> (state, measurements), state donated
+  features_fn: Callable  # jitted (state, images) -> features
+  spatial_fn: Callable | None  # jitted (state, images) -> location features, if the method has them
+
+  @property
+  def tx(self):
+    return self.update.tx
+
+
+def _jit_with_constants(fn, constants, in_shardings, out_shardings, **kwargs) -> Callable:
+  """`fn` jitted; a method's constants are its last argument, bound here (never a jit constant)."""
+  if constants is None:
+    return jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings, **kwargs)
+  repl = in_shardings[0]
+  jitted = jax.jit(fn, in_shardings=(*in_shardings, repl), out_shardings=out_shardings, **kwargs)
+  return lambda *args: jitted(*args, constants)
 
 
 def prepare(config) -> Prepared:
   data = load_data(config)
+  config, epochs = durations.resolve(config, len(data.train))
   mesh = sharding.data_mesh()
-  repl = sharding.replicated(mesh)
-  tx, schedule = optim.build(config.optim, config.train.steps)
-  method = methods.build(config, data.num_classes, tx, schedule)
-  tx = getattr(method, "tx", tx)  # a method may restrict the optimiser (DASA: its trainable leaves)
+  repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  made: list[Update] = []
+  make_one = update.factory(config, epochs.total_steps)
+
+  def make_update(trainable: str = ALL) -> Update:
+    made.append(make_one(trainable))
+    return made[-1]
+
+  method = methods.build(config, data.num_classes, make_update)
+  if len(made) != 1:
+    raise ConfigError(f"method {config.method!r} must build exactly one update step "
+                      f"(make_update), built {len(made)}")
   options = pipeline.ImageOptions.from_config(config.data)
   init_rng, _ = jax.random.split(jax.random.key(config.seed))
   sample = jnp.zeros((1, options.height, options.width, 3), jnp.float32)
   abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
                                 jax.eval_shape(method.init, init_rng, sample))
-  load_weights = getattr(method, "load_weights", lambda state: state)  # see jreid.methods
+  load_weights = method.load_weights or (lambda state: state)
   fresh_state = lambda: load_weights(jax.jit(method.init, out_shardings=repl)(init_rng, sample))
-  return Prepared(data, mesh, tx, method, options, abstract_state, fresh_state)
+  # Read once, placed once; passed to every jitted hook, never part of the state.
+  constants = jax.device_put(method.load_constants(), repl) if method.has_constants else None
+  train_step = _jit_with_constants(method.train_step, constants, (repl, batch_sharding, repl),
+                                   (repl, repl), donate_argnums=0)
+  features_fn = _jit_with_constants(method.features, constants, (repl, batch_sharding), repl)
+  spatial_fn = (_jit_with_constants(method.spatial_features, constants, (repl, batch_sharding), repl)
+                if method.spatial_features else None)
+  return Prepared(config, epochs, data, mesh, made[0], method, options, abstract_state,
+                  fresh_state, constants, train_step, features_fn, spatial_fn)
 
 
 WEIGHTS_SUFFIXES = (".pth", ".pt", ".tar", ".safetensors")  # `.pth.tar` ends in `.tar`
@@ -148,13 +191,16 @@ def _initial_state(config, ckpt, run: Prepared, log):
   if config.init_from:
     init_from = resolve_init_from(config.init_from, config.data.root, log)
     weights, loaded, kept, source = _init_weights(init_from, state)
-    fresh = getattr(run.method, "fresh_params", "")  # see jreid.methods
+    fresh = run.method.fresh_params
     if fresh:
       weights = (partition.merge(weights[0], partition.select(state.params, fresh)), weights[1])
       kept = kept + [f"params/{name} (fresh: {fresh})" for name in partition.paths(
           partition.select(state.params, fresh))]
     params, stats = jax.device_put(weights, jax.tree.leaves(state.params)[0].sharding)
-    state = state.replace(params=params, batch_stats=stats, opt_state=jax.jit(run.tx.init)(params))
+    state = state.replace(params=params, batch_stats=stats,
+                          opt_state=jax.jit(run.update.init)(params))
+    if run.method.after_init_from:
+      state = run.method.after_init_from(state)
     log(f"initialised {len(loaded)} arrays from {source}; "
         f"{len(kept)} left as initialised: {kept[:5]}")
   return state, {}
@@ -173,6 +219,33 @@ class Finished:
   state: object
 
 
+@dataclasses.dataclass
+class EpochContext:
+  """What `on_epoch_start` may use besides the state (see `jreid.methods.base`)."""
+  records: list[Record]      # the run's labelled training records (data.train, relabelled)
+  epochs: durations.Epochs   # epoch boundaries in steps
+  seed: int
+  log: Callable[[str], None]
+  _extract: Callable
+
+  def extract(self, state, records: list[Record]) -> np.ndarray:
+    """(N, D) features of `records` with `state`, in order, as evaluation extracts them."""
+    return self._extract(state, records)
+
+
+def _records_to_json(records: list[Record] | None):
+  return None if records is None else [[r.path, r.pid, r.camid, r.domain] for r in records]
+
+
+def _records_from_json(rows) -> list[Record] | None:
+  return None if rows is None else [Record(path, pid, camid, domain) for path, pid, camid, domain in rows]
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  """A distinct pipeline seed per epoch, fixed by the config seed."""
+  return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
 def train(config, workdir: str | pathlib.Path) -> Finished:
   """`train_and_evaluate`, keeping the final state: the lifelong protocol's one step per domain."""
   workdir = pathlib.Path(workdir).expanduser()
@@ -184,15 +257,17 @@ def train(config, workdir: str | pathlib.Path) -> Finished:
     reporting.write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
 
   run = prepare(config)
+  config, epochs = run.config, run.epochs
   data, mesh, method, options = run.data, run.mesh, run.method, run.options
   log(f"train: {len(data.train)} images, {data.num_classes} identities; test sets: "
       + ", ".join(f"{k} ({len(v.query)} query, {len(v.gallery)} gallery)" for k, v in data.tests.items()))
-  repl, batch_sharding = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  total_steps = config.train.steps
+  total_steps = epochs.total_steps
   _, train_rng = jax.random.split(jax.random.key(config.seed))
   ckpt = checkpoint.Checkpointer(workdir / checkpoint.CHECKPOINT_SUBDIR,
                                  keep=config.train.keep_checkpoints)
   state, data_state = _initial_state(config, ckpt, run, log)
+  if data_state and "iterator" not in data_state:  # written before epoch records were saved
+    data_state = {"iterator": data_state}
   start_step = int(jax.device_get(state.step))
 
   metrics_log = reporting.JsonLines(workdir / "metrics.jsonl")
@@ -201,31 +276,25 @@ def train(config, workdir: str | pathlib.Path) -> Finished:
     metrics_log.rewind(start_step)
     evals_log.rewind(start_step)
 
-  # Identity-balanced labelled batches, unless the method reads other batches (see jreid.methods).
-  make_train_dataset = getattr(method, "train_dataset", pipeline.train_dataset)
-  train_data = make_train_dataset(
-      data.train, options=options, batch_size=config.train.batch_size,
-      num_instances=config.data.num_instances, num_steps=total_steps, seed=config.seed,
-      host=jax.process_index(), num_hosts=jax.process_count(),
-      num_threads=config.data.num_threads, workers=config.data.workers)
-  iterator = iter(train_data)
-  if data_state:
-    iterator.set_state(data_state)
+  # Identity-balanced labelled batches, unless the method reads other batches (see jreid.methods.base).
+  make_train_dataset = method.train_dataset or pipeline.train_dataset
 
-  step_fn = jax.jit(method.train_step, in_shardings=(repl, batch_sharding, repl),
-                    out_shardings=(repl, repl), donate_argnums=0)
-  features_fn = jax.jit(method.features, in_shardings=(repl, batch_sharding), out_shardings=repl)
+  def dataset(records, num_steps: int, seed: int):
+    return make_train_dataset(
+        records, options=options, batch_size=config.train.batch_size,
+        num_instances=config.data.num_instances, num_steps=num_steps, seed=seed,
+        host=jax.process_index(), num_hosts=jax.process_count(),
+        num_threads=config.data.num_threads, workers=config.data.workers)
 
+  step_fn, features_fn = run.train_step, run.features_fn
   post = PostProcessing.from_config(config.eval)
-  spatial_fn = (jax.jit(method.spatial_features, in_shardings=(repl, batch_sharding),
-                        out_shardings=repl) if hasattr(method, "spatial_features") else None)
 
   def evaluate(step: int, pictures: bool = False) -> dict:
     report = lambda name: (ReportOptions(workdir / "visualize" / name)
                            if pictures and is_main else None)
     results = {name: evaluate_split(features_fn, state, split, mesh=mesh, options=options,
                                     batch_size=config.eval.batch_size, metric=config.eval.metric,
-                                    report=report(name), post=post, spatial_fn=spatial_fn)
+                                    report=report(name), post=post, spatial_fn=run.spatial_fn)
                for name, split in data.tests.items()}
     for name, numbers in results.items():
       log(f"eval step {step} {name}: mAP {numbers['mAP']:.2f} rank-1 {numbers['rank1']:.2f} "
@@ -251,27 +320,56 @@ def train(config, workdir: str | pathlib.Path) -> Finished:
             f"{ckpt.latest_step()} in {ckpt.directory}")
     return fetched
 
-  log(f"training steps {start_step}..{total_steps} on {jax.device_count()} device(s), "
+  # Without an epoch hook one pipeline covers the run (its stream does not restart at epochs);
+  # with one, every epoch has its own, over that epoch's records.
+  hook = method.on_epoch_start
+  records = _records_from_json(data_state.get("records"))  # set once a hook returned records
+  iterator = None
+  if hook is None:
+    iterator = iter(dataset(data.train, total_steps, config.seed))
+    if data_state:
+      iterator.set_state(data_state["iterator"])
+  context = EpochContext(records=data.train, epochs=epochs, seed=config.seed, log=log,
+                         _extract=lambda st, recs: extract_features(
+                             features_fn, st, recs, mesh=mesh, options=options,
+                             batch_size=config.eval.batch_size))
+
+  log(f"training steps {start_step}..{total_steps} ({epochs.count} epochs of "
+      f"{epochs.images / epochs.batch_size:.1f} steps) on {jax.device_count()} device(s), "
       f"global batch {config.train.batch_size}")
-  for step in range(start_step + 1, total_steps + 1):
-    batch = sharding.global_batch(next(iterator), mesh)
-    state, measurements = step_fn(state, batch, jax.random.fold_in(train_rng, step - 1))
-    pending.append((step, measurements))
-    last = step == total_steps
-    if step % config.train.log_every == 0 or last:
-      _, latest = check_pending()[-1]
-      entry = {"step": step, "loss": float(latest["loss"]),
-               **{k: float(v) for k, v in sorted(latest.items()) if k != "loss"}}
-      entry["img_per_s"] = progress.throughput(step)
-      log(progress.line(step, {k: v for k, v in entry.items() if k != "img_per_s"},
-                        entry["img_per_s"]))
-      if is_main:
-        metrics_log.append(entry)
-    if step % config.train.checkpoint_every == 0 or last:
-      check_pending()
-      ckpt.save(step, state, iterator.get_state())
-    if config.eval.every and step % config.eval.every == 0 and not last:
-      evaluate(step)
+  step = start_step
+  for epoch in range(epochs.of_step(start_step), epochs.count):
+    first, end = epochs.span(epoch)
+    if hook is not None:
+      if step == first:  # a fresh epoch (a resumed one already ran its hook)
+        state, new_records = hook(state, epoch, context)
+        records = list(new_records) if new_records is not None else records
+        log(f"epoch {epoch + 1}/{epochs.count}: steps {first + 1}..{end}, "
+            f"{len(records if records is not None else data.train)} training records")
+      iterator = iter(dataset(records if records is not None else data.train, end - first,
+                              _epoch_seed(config.seed, epoch)))
+      if step > first:
+        iterator.set_state(data_state["iterator"])
+    for step in range(step + 1, end + 1):
+      batch = sharding.global_batch(next(iterator), mesh)
+      state, measurements = step_fn(state, batch, jax.random.fold_in(train_rng, step - 1))
+      pending.append((step, measurements))
+      last = step == total_steps
+      if step % config.train.log_every == 0 or last:
+        _, latest = check_pending()[-1]
+        entry = {"step": step, "loss": float(latest["loss"]),
+                 **{k: float(v) for k, v in sorted(latest.items()) if k != "loss"}}
+        entry["img_per_s"] = progress.throughput(step)
+        log(progress.line(step, {k: v for k, v in entry.items() if k != "img_per_s"},
+                          entry["img_per_s"]))
+        if is_main:
+          metrics_log.append(entry)
+      if step % config.train.checkpoint_every == 0 or last:
+        check_pending()
+        ckpt.save(step, state, {"iterator": iterator.get_state(),
+                                "records": _records_to_json(records)})
+      if config.eval.every and step % config.eval.every == 0 and not last:
+        evaluate(step)
   ckpt.wait()
 
   results = evaluate(total_steps, pictures=config.eval.visualize)

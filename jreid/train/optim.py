@@ -2,9 +2,12 @@
 
 Weight decay is the coupled L2 of PyTorch's Adam/SGD (added to the gradient
 before the moment estimates), which is what FastReID's published numbers use;
-`adamw` is the decoupled form. Schedules are step-based; the recipes' epoch
-values are converted in the configs. Per-group multipliers and the timed
-freeze are in `param_groups`.
+`adamw` is the decoupled form; `weight_decay_end` >= 0 makes it a cosine
+schedule from `weight_decay` to that value over the run (DINO's 0.04 -> 0.4).
+Schedules are functions of the step; durations given in epochs were resolved
+to steps from the data before (`jreid.train.durations`). Which leaves train,
+their lr / weight-decay multipliers and the timed freeze come from one
+`param_groups.ParamTable`.
 """
 from __future__ import annotations
 
@@ -55,21 +58,38 @@ def learning_rate_schedule(config, total_steps: int) -> optax.Schedule:
   return schedule
 
 
-def _adam(config):
-  return optax.chain(param_groups.add_group_decayed_weights(config.weight_decay, config.groups),
+def cosine_ramp(start: float, end: float, total_steps: int) -> optax.Schedule:
+  """`start` at step 0 to `end` at `total_steps`, half a cosine (DINO's weight decay, momentum)."""
+  def value(step):
+    progress = jnp.clip(step / max(total_steps, 1), 0.0, 1.0)
+    return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+  return value
+
+
+def _weight_decay(config, total_steps: int):
+  if config.weight_decay_end < 0:
+    return config.weight_decay
+  return cosine_ramp(config.weight_decay, config.weight_decay_end, total_steps)
+
+
+def _decay(config, table, total_steps):
+  return param_groups.add_group_decayed_weights(_weight_decay(config, total_steps), table)
+
+
+def _adam(config, table, total_steps):
+  return optax.chain(_decay(config, table, total_steps),
                      optax.scale_by_adam(b1=config.beta1, b2=config.beta2, eps=config.eps))
 
 
-def _adamw(config):
+def _adamw(config, table, total_steps):
   return optax.chain(optax.scale_by_adam(b1=config.beta1, b2=config.beta2, eps=config.eps),
-                     param_groups.add_group_decayed_weights(config.weight_decay, config.groups))
+                     _decay(config, table, total_steps))
 
 
-def _sgd(config):
+def _sgd(config, table, total_steps):
   momentum = (optax.trace(decay=config.momentum, nesterov=config.nesterov) if config.momentum
               else optax.identity())
-  return optax.chain(param_groups.add_group_decayed_weights(config.weight_decay, config.groups),
-                     momentum)
+  return optax.chain(_decay(config, table, total_steps), momentum)
 
 
 # Each is the optimiser without its learning rate, which `build` applies last
@@ -77,19 +97,27 @@ def _sgd(config):
 OPTIMIZERS = {"adam": _adam, "adamw": _adamw, "sgd": _sgd}
 
 
-def build(config, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def build(config, total_steps: int, *, trainable: str = param_groups.ALL
+          ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The optimiser of `config` (resolved to steps) over the leaves `trainable` matches."""
+  tx, schedule, _ = build_with_table(config, total_steps, trainable=trainable)
+  return tx, schedule
+
+
+def build_with_table(config, total_steps: int, *, trainable: str = param_groups.ALL):
+  """`build`, also returning the `ParamTable` the optimiser was built from."""
   if config.name not in OPTIMIZERS:
     raise ConfigError(f"optim.name={config.name!r}; known: {sorted(OPTIMIZERS)}")
-  param_groups.check_groups(config.groups)
+  table = param_groups.ParamTable.from_config(config, trainable)
   schedule = learning_rate_schedule(config, total_steps)
-  tx = OPTIMIZERS[config.name](config)
-  if config.freeze_steps > 0:
-    if not config.freeze:
-      raise ConfigError("optim.freeze_steps > 0 needs optim.freeze, a parameter path pattern")
-    tx = param_groups.freeze_for(tx, config.freeze, config.freeze_steps)
+  tx = OPTIMIZERS[config.name](config, table, total_steps)
+  if table.freeze_steps > 0:
+    tx = param_groups.freeze_for(tx, table.freeze, table.freeze_steps)
   tx = optax.chain(tx, optax.scale_by_learning_rate(schedule))
-  if config.groups:
-    tx = optax.chain(tx, param_groups.scale_by_group_lr(config.groups))
+  if table.groups:
+    tx = optax.chain(tx, param_groups.scale_by_group_lr(table))
   if config.clip_grad_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(config.clip_grad_norm), tx)
-  return tx, schedule
+  if not table.trains_everything:
+    tx = param_groups.trainable_only(tx, table.trainable)
+  return tx, schedule, table

@@ -1,8 +1,8 @@
 """Pytrees split and merged by path pattern: freezing and DASA's per-domain banks are dict operations.
 
 A path is the '/'-joined key path of a leaf (`backbone/layer1_0/bn1/scale`),
-a pattern a Python regex that must match the whole path (as in
-`jreid.train.param_groups`). `select` keeps the matching leaves, `exclude`
+a pattern a Python regex that must match the whole path (`jreid.train.tree_paths`,
+the naming every module shares). `select` keeps the matching leaves, `exclude`
 the others, `merge` lays trees over each other; `merge(exclude(t, p),
 select(t, p)) == t` for every tree and pattern, so a bank can be cut out of
 a model's variables, stored, and laid back over the shared part unchanged.
@@ -13,31 +13,26 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from jreid.train.param_groups import _compile
+from jreid.train.tree_paths import SEP, matcher
 
 
 def _flat(tree) -> dict:
-  return traverse_util.flatten_dict(tree, sep="/") if tree else {}
+  return traverse_util.flatten_dict(tree, sep=SEP) if tree else {}
 
 
 def _nest(flat: dict) -> dict:
-  return traverse_util.unflatten_dict(flat, sep="/") if flat else {}
-
-
-def _matcher(pattern: str):
-  regex = _compile(pattern) if pattern else None
-  return lambda path: bool(regex and regex.fullmatch(path))
+  return traverse_util.unflatten_dict(flat, sep=SEP) if flat else {}
 
 
 def select(tree, pattern: str) -> dict:
   """The leaves whose path matches `pattern` (an empty pattern matches nothing)."""
-  matches = _matcher(pattern)
+  matches = matcher(pattern)
   return _nest({k: v for k, v in _flat(tree).items() if matches(k)})
 
 
 def exclude(tree, pattern: str) -> dict:
   """The leaves whose path does not match `pattern`."""
-  matches = _matcher(pattern)
+  matches = matcher(pattern)
   return _nest({k: v for k, v in _flat(tree).items() if not matches(k)})
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks.common import load_config
 from jreid import methods
-from jreid.train import optim
+from jreid.train import update
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # config file -> its presets; a new config or preset must be added here.
@@ -49,8 +49,7 @@ def test_preset_builds_its_method(spec):
   config = load_config(spec)
   if config.method == "distill":
     config.teacher.checkpoint = "/not/read/when/building"
-  tx, schedule = optim.build(config.optim, config.train.steps)
-  method = methods.build(config, 7, tx, schedule)
+  method = methods.build(config, 7, update.factory(config, config.train.steps or 10))
   images = jnp.zeros((1, config.data.height, config.data.width, 3))
   state = jax.eval_shape(method.init, jax.random.key(0), images)
   assert jax.tree.leaves(state.params)

@@ -11,11 +11,17 @@ from jreid import config_blocks
 from jreid.errors import ConfigError
 from jreid.methods import dasa
 from jreid.models.reid import default_model_config
-from jreid.train import optim, partition
+from jreid.train import optim, partition, update
+
+
+def _build(config, num_classes=6):
+  return dasa.build(config, num_classes, update.factory(config, 10))
 
 
 def _config(strategy, sa_kernel):
   config = ml_collections.ConfigDict()
+  config.method = "dasa"
+  config.train = config_blocks.train(steps=10)
   config.model = default_model_config()
   config.model.update(backbone="resnet18", width=8, pooling="gem", sa_kernel=sa_kernel)
   config.loss = config_blocks.loss(triplet_weight=0.0)
@@ -27,8 +33,7 @@ def _config(strategy, sa_kernel):
 @functools.lru_cache(maxsize=None)  # one compiled run per strategy, shared by the tests
 def _train(strategy, sa_kernel, steps=2):
   config = _config(strategy, sa_kernel)
-  tx, schedule = optim.build(config.optim, 10)
-  method = dasa.build(config, 6, tx, schedule)
+  method = dasa.build(config, 6, update.factory(config, 10))
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.normal(size=(12, 32, 16, 3)), jnp.float32)
   state = jax.jit(method.init)(jax.random.key(0), images[:1])
@@ -48,7 +53,7 @@ def _leaves(tree):
 @pytest.mark.parametrize("strategy,sa_kernel", [("dasa", 5), ("da", 0), ("sa", 5)])
 def test_only_the_strategy_s_trainable_leaves_change(strategy, sa_kernel):
   method, before, after = _train(strategy, sa_kernel)
-  pattern = method.strategy.trainable
+  pattern = method.impl.strategy.trainable
   frozen_before = _leaves(partition.exclude(before.params, pattern))
   frozen_after = _leaves(partition.exclude(after.params, pattern))
   assert frozen_before.keys() == frozen_after.keys() and frozen_before
@@ -81,7 +86,7 @@ def test_dasa_updates_every_running_statistic():
 def test_optimiser_state_covers_only_trainable_leaves():
   method, before, _ = _train("dasa", 5)
   moments = [x for x in jax.tree.leaves(before.opt_state) if getattr(x, "ndim", 0) > 0]
-  n_trainable = len(jax.tree.leaves(partition.select(before.params, method.strategy.trainable)))
+  n_trainable = len(jax.tree.leaves(partition.select(before.params, method.impl.strategy.trainable)))
   assert len(moments) == 2 * n_trainable  # Adam's mu and nu, nothing for frozen convs
 
 
@@ -95,31 +100,29 @@ def test_bank_holds_norms_sa_and_statistics_only():
 
 
 def test_strategy_and_model_must_agree():
-  tx, schedule = optim.build(config_blocks.optim(), 10)
   with pytest.raises(ConfigError, match="needs SA modules"):
-    dasa.build(_config("dasa", 0), 6, tx, schedule)
+    _build(_config("dasa", 0))
   with pytest.raises(ConfigError, match="has no SA modules"):
-    dasa.build(_config("da", 5), 6, tx, schedule)
+    _build(_config("da", 5))
   with pytest.raises(ConfigError, match="lifelong.teacher"):
-    dasa.build(_config("lwf", 0), 6, tx, schedule)
+    _build(_config("lwf", 0))
   with pytest.raises(ConfigError, match="strategy"):
-    dasa.build(_config("ewc", 0), 6, tx, schedule)
+    _build(_config("ewc", 0))
 
 
 def test_lwf_distillation_is_the_tempered_kl_on_the_old_classes():
   config = _config("finetune", 0)
-  tx, schedule = optim.build(config.optim, 10)
-  finetune = dasa.build(config, 4, tx, schedule)
+  finetune = dasa.build(config, 4, update.factory(config, 10))
   images = jax.random.normal(jax.random.key(1), (5, 32, 16, 3))
   state = jax.jit(finetune.init)(jax.random.key(0), images[:1])
   # Unit-scale class centres (the N(0, 0.001^2) init makes every logit ~0).
   params = partition.merge(state.params, {"head": {"classifier": {"kernel": jax.random.normal(
       jax.random.key(2), state.params["head"]["classifier"]["kernel"].shape)}}})
   teacher = {"params": params, "batch_stats": state.batch_stats}
-  method = dasa.Lifelong(model=finetune.model, strategy=dasa.STRATEGIES["lwf"], tx=finetune.tx,
-                         schedule=schedule, loss_config=config.loss, teacher_model=finetune.model,
-                         distill_temperature=2.0)
-  _, out = finetune.model.apply(teacher, images, train=False)
+  method = dasa.Lifelong(model=finetune.impl.model, strategy=dasa.STRATEGIES["lwf"],
+                         update=finetune.impl.update, loss_config=config.loss,
+                         teacher_model=finetune.impl.model, distill_temperature=2.0)
+  _, out = finetune.impl.model.apply(teacher, images, train=False)
   # The student's own features through the same classifier: zero divergence.
   assert abs(float(method.distillation(teacher, images, out["neck"]))) < 1e-6
   other = out["neck"] * 3.0 + 0.5

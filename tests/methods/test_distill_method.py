@@ -12,7 +12,7 @@ from jreid.losses import distill as kd
 from jreid.losses import objective
 from jreid.methods.distill import DistillState, teacher_config
 from jreid.models.reid import build_model, default_model_config
-from jreid.train import checkpoint, optim
+from jreid.train import checkpoint, optim, update
 from jreid.train.state import TrainState
 
 NUM_CLASSES, HEIGHT, WIDTH = 4, 32, 16
@@ -65,8 +65,7 @@ def _config(teacher_dir, loss="kl_pkt"):
 
 
 def _build(config, num_classes=NUM_CLASSES):
-  tx, schedule = optim.build(config.optim, config.train.steps)
-  return methods.build(config, num_classes, tx, schedule)
+  return methods.build(config, num_classes, update.factory(config, config.train.steps))
 
 
 def _fresh_state(method, seed=2):
@@ -77,7 +76,7 @@ def _fresh_state(method, seed=2):
   variables = _random_like({"params": shapes.params, "batch_stats": shapes.batch_stats}, seed)
   state = DistillState(step=jnp.int32(0), params=variables["params"],
                        batch_stats=variables["batch_stats"],
-                       opt_state=method.student.tx.init(variables["params"]),
+                       opt_state=method.impl.student.update.init(variables["params"]),
                        teacher=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes.teacher))
   return method.load_weights(jax.device_put(state))
 
@@ -121,15 +120,15 @@ def test_one_step_trains_only_the_student(teacher_dir, loss):
   assert int(new_state.step) == 1
 
   # The measured parts are the loss functions applied by hand to the two models' outputs.
-  student_out, _ = method.student.apply_train(before.params, before.batch_stats, batch["image"], rng)
-  teacher_feature, teacher_out = method.teacher_model.apply(before.teacher, batch["image"],
+  student_out, _ = method.impl.student.apply_train(before.params, before.batch_stats, batch["image"], rng)
+  teacher_feature, teacher_out = method.impl.teacher_model.apply(before.teacher, batch["image"],
                                                             train=False)
   if loss == "kl_pkt":
     logit_part = kd.symmetric_kl(student_out["logits"], teacher_out["logits"], 16.0)
   else:
     logit_part = kd.logit_l1(student_out["logits"], teacher_out["logits"])
   pkt_part = kd.pkt(student_out["neck"], teacher_feature)
-  reid, _ = objective.reid_losses(student_out, batch["label"], method.student.loss_config)
+  reid, _ = objective.reid_losses(student_out, batch["label"], method.impl.student.loss_config)
   np.testing.assert_allclose(measured["loss_kd_logit"], logit_part, rtol=1e-4)
   np.testing.assert_allclose(measured["loss_pkt"], pkt_part, rtol=1e-4)
   np.testing.assert_allclose(measured["loss"], reid + logit_part + 2.0 * pkt_part, rtol=1e-4)

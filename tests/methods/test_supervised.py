@@ -7,7 +7,7 @@ import numpy as np
 from jreid import config_blocks
 from jreid.methods import supervised
 from jreid.models.reid import default_model_config
-from jreid.train import optim
+from jreid.train import update
 
 NUM_CLASSES = 4
 
@@ -16,14 +16,13 @@ def _config(**train):
   model = default_model_config()
   model.update(backbone="resnet18", width=8)
   config = ml_collections.ConfigDict(dict(
-      model=model, loss=config_blocks.loss(), train=config_blocks.train(**train),
+      method="supervised", model=model, loss=config_blocks.loss(), train=config_blocks.train(**train),
       optim=config_blocks.optim(freeze="backbone/.*", freeze_steps=2)))
   return config
 
 
 def _method(config):
-  tx, schedule = optim.build(config.optim, total_steps=10)
-  return supervised.build(config, NUM_CLASSES, tx, schedule)
+  return supervised.build(config, NUM_CLASSES, update.factory(config, 10))
 
 
 def _batch():

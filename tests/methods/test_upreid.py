@@ -16,7 +16,7 @@ from jreid.convert import export
 from jreid.errors import ConfigError
 from jreid.methods import upreid
 from jreid.models.reid import build_model, default_model_config
-from jreid.train import checkpoint, loop, optim, partition
+from jreid.train import checkpoint, loop, optim, partition, update
 from jreid.train.state import TrainState
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -27,8 +27,7 @@ def _method(preset="smoke", **overrides):
   config = config_blocks.load_config(f"configs/upreid.py:{preset}")
   config.train.batch_size = B
   config.upreid.update(**{"queue_size": 12, **overrides})
-  tx, schedule = optim.build(config.optim, 10)
-  return upreid.build(config, 0, tx, schedule)
+  return upreid.build(config, 0, update.factory(config, 10))
 
 
 def _batch(seed=0):
@@ -42,10 +41,10 @@ _APPLY = {}  # one jitted encoder per method (jit caches by function identity)
 
 def _project(method, params, stats, images):
   """The encoder in train-mode BN over exactly `images` (the reference's only use of the model)."""
-  if id(method.model) not in _APPLY:
-    _APPLY[id(method.model)] = jax.jit(lambda p, s, x: method.model.apply(
+  if id(method.impl.model) not in _APPLY:
+    _APPLY[id(method.impl.model)] = jax.jit(lambda p, s, x: method.impl.model.apply(
         {"params": p, "batch_stats": s}, x, train=True, mutable=["batch_stats"])[0][0])
-  apply = _APPLY[id(method.model)]
+  apply = _APPLY[id(method.impl.model)]
   return np.asarray(apply(params, stats, jnp.asarray(images, jnp.float32)), np.float64)
 
 
@@ -76,12 +75,12 @@ def _patches(images):  # (B, H, W, C) -> 8 patches, row-major over a 4 x 2 grid,
 def test_losses_match_a_numpy_computation(hard_mining):
   # One key BN group: the keys then need no permutation, so the reference embeds directly.
   method = _method(key_bn_groups=1, hard_mining=hard_mining)
-  s = method.settings
+  s = method.impl.settings
   state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
   batch = _batch()
   ema_params = jax.tree.map(lambda p: p * 0.9, state.params)  # distinct from the online encoder
-  targets = jax.jit(method.targets)(state, ema_params, batch, jax.random.key(1))
-  total, (_, parts) = jax.jit(method.losses)(state.params, state, batch, targets)
+  targets = jax.jit(method.impl.targets)(state, ema_params, batch, jax.random.key(1))
+  total, (_, parts) = jax.jit(method.impl.losses)(state.params, state, batch, targets)
 
   p, e, stats = state.params, ema_params, state.batch_stats
   q = _project(method, p, stats, batch["query"])
@@ -124,7 +123,7 @@ def test_grouped_keys_normalise_each_shuffled_group_on_its_own():
   state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
   images = _batch()["key"]
   rng = jax.random.key(7)
-  keys, stats = method.keys(state.params, state.batch_stats, images, rng)
+  keys, stats = method.impl.keys(state.params, state.batch_stats, images, rng)
   order = np.asarray(jax.random.permutation(rng, B))  # the documented shuffle
   reference = np.zeros((B, keys.shape[1]))
   for group in (order[:B // 2], order[B // 2:]):
@@ -137,7 +136,7 @@ def test_grouped_keys_normalise_each_shuffled_group_on_its_own():
 
 def test_a_step_updates_ema_before_the_keys_and_enqueues_them():
   method = _method(key_bn_groups=1)
-  s = method.settings
+  s = method.impl.settings
   state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
   state = state.replace(ema_params=jax.tree.map(lambda p: p * 0.5, state.params),
                         queue_pointer=jnp.asarray(8, jnp.int32))  # 12 rows: this write wraps
@@ -175,11 +174,10 @@ import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jreid import config_blocks
 from jreid.methods import upreid
-from jreid.train import optim
+from jreid.train import update
 config = config_blocks.load_config("configs/upreid.py:smoke")
 config.data.update(height=64, width=32)
-tx, schedule = optim.build(config.optim, 10)
-method = upreid.build(config, 0, tx, schedule)
+method = upreid.build(config, 0, update.factory(config, 10))
 state = jax.device_get(jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, 64, 32, 3))))
 rng = np.random.default_rng(0)
 batch = {k: rng.normal(size=(16, 64, 32, 3)).astype(np.float32) for k in ("original", "query", "key")}
@@ -254,3 +252,27 @@ def test_the_pretrained_backbone_reaches_bot_directly_and_mgn_through_export(tmp
     assert copied
     for name, value in copied.items():
       np.testing.assert_array_equal(value, source["backbone/" + name[len(branch) + 1:]], err_msg=name)
+
+
+@pytest.mark.slow
+def test_init_from_starts_the_key_encoder_from_the_loaded_weights(smoke_run, synth_root, tmp_path):
+  """Before the after-init_from hook the key encoder stayed at its random init (a MoCo run
+  continuing from a trained trunk contrasted against keys of an untrained one)."""
+  config = config_blocks.load_config("configs/upreid.py:smoke")
+  config.data.root = str(synth_root)
+  config.init_from = str(smoke_run)  # configs/baseline.py:smoke: the same ResNet-18 trunk
+  run = loop.prepare(config)
+  ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints")
+  state, _ = loop._initial_state(config, ckpt, run, log=lambda text: None)
+  ckpt.close()
+  loaded, _ = checkpoint.restore_variables(smoke_run)
+  state = jax.device_get(state)
+  np.testing.assert_array_equal(state.params["backbone"]["conv1"]["kernel"],
+                                loaded["params"]["backbone"]["conv1"]["kernel"])
+  for online, key in ((state.params, state.ema_params), (state.batch_stats, state.ema_batch_stats)):
+    assert jax.tree.structure(online) == jax.tree.structure(key)
+    for a, b in zip(jax.tree.leaves(online), jax.tree.leaves(key)):
+      np.testing.assert_array_equal(a, b)
+  fresh = jax.device_get(run.fresh_state())
+  assert not np.array_equal(fresh.ema_params["backbone"]["conv1"]["kernel"],
+                            state.ema_params["backbone"]["conv1"]["kernel"])

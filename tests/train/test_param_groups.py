@@ -6,7 +6,7 @@ import pytest
 
 from jreid import config_blocks
 from jreid.errors import ConfigError
-from jreid.train import optim, param_groups
+from jreid.train import optim, param_groups, tree_paths
 
 PARAMS = {"backbone": {"conv": {"kernel": np.array([1.0, -2.0], np.float32)}},
           "head": {"neck": {"bias": np.array([0.5], np.float32),
@@ -57,7 +57,7 @@ def _reference_adam(config, steps, frozen=lambda path: False, lr_mult=lambda pat
 
 def _flatten(tree):
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {param_groups.path_name(path): np.asarray(leaf) for path, leaf in leaves}
+  return {tree_paths.path_name(path): np.asarray(leaf) for path, leaf in leaves}
 
 
 def _assert_history(got, ref):

@@ -192,6 +192,9 @@ def stem_max_pool(x: jax.Array, ceil_mode: bool) -> jax.Array:
 
 
 Block = tuple[int, int]  # (stage 1..4, block index from 0), as in `layer{stage}_{index}`
+# The stem conv's output, the input of the stem norm, sown into "intermediates" when that
+# collection is mutable (DASA's camera routing compares its moments with the norm's statistics).
+STEM_NORM_INPUT = "stem_norm_input"
 
 
 class ResNet(nn.Module):
@@ -228,6 +231,7 @@ class ResNet(nn.Module):
   conv_impl: str = "xla"
   sa_kernel: int = 0
   sa_stages: Sequence[int] = (0, 1, 2, 3, 4)
+  STEM_NORM: ClassVar[str] = "bn1"  # the stem norm's name in the tree
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -241,10 +245,11 @@ class ResNet(nn.Module):
     if self.first is None:
       x = Conv(self.width, 7, stride=2, padding=3, impl=self.conv_impl,
                sa_kernel=self.sa_kernel if 0 in self.sa_stages else 0, name="conv1")(x)
+      self.sow("intermediates", STEM_NORM_INPUT, x)
       if kind == "b":
-        x = instance_norm(name="bn1")(x)
+        x = instance_norm(name=self.STEM_NORM)(x)
       else:
-        x = batch_norm(name="bn1")(x, use_running_average=not train)
+        x = batch_norm(name=self.STEM_NORM)(x, use_running_average=not train)
       x = stem_max_pool(nn.relu(x), self.ceil_mode_pool)
       intermediates["stem"] = x
     first = self.first or (1, 0)
