@@ -1,6 +1,6 @@
 """DASA (lifelong ReID): frozen person-pretrained convs, per-domain BN + SA banks, camera routing.
 
-The protocol (`jreid.evaluation.lifelong`) trains the domains of
+The lifelong protocol (`jreid.protocols.lifelong`) trains the domains of
 `lifelong.domains` in order, one run of the shared loop each, evaluates
 every seen domain after each step with test images routed to their camera's
 bank, then the unseen domains; it prints the paper-style table and storage,
@@ -49,7 +49,7 @@ UNSEEN = "cuhk01,cuhk02,cuhk03_labeled,grid,sensereid,prid"
 
 
 def get_config(arg: str = ""):
-  config = config_blocks.run(method="dasa")
+  config = config_blocks.run(method="dasa", protocol="lifelong")
   config.model = default_model_config()
   config.model.update(pooling="gem", gem_p=3.0, gem_learnable=False, sa_kernel=5)
   config.loss = config_blocks.loss(triplet_weight=0.0)  # label-smoothed CE on the BNNeck logits

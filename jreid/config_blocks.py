@@ -103,13 +103,33 @@ def evaluation(**overrides) -> ml_collections.ConfigDict:
   return config
 
 
-def run(*, method: str, seed: int = 0) -> ml_collections.ConfigDict:
+def run(*, method: str, seed: int = 0, protocol: str = "single") -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       method=method, seed=seed,
+      protocol=protocol,  # what drives the loop (jreid.protocols): "single" | "lifelong" | "dg";
+                          # "lifelong" and "dg" read the config section of that name
       resume="",        # a workdir or checkpoints/ folder to continue (state, step, data)
       init_from="",     # matching weights from a workdir / checkpoints/ folder, or a PyTorch
                         # file (.pth, .pth.tar, .safetensors: ImageNet, LUPerson(-NL), FastReID)
       distributed=False))  # call jax.distributed.initialize() (multi-host)
+
+
+def dg(**overrides) -> ml_collections.ConfigDict:
+  """The `config.dg` section of the domain-generalisation protocol (`jreid.protocols.dg`).
+
+  DCAC's two protocols (its Sec. 5.1): "single_source" trains once on
+  `sources` (combined when several) and tests on each of `targets`;
+  "leave_one_out" trains once per dataset of `targets`, on all the others
+  combined, and tests on the one held out. The protocol sets `data.train`
+  and `data.test` of each run, so the config leaves them empty.
+  """
+  config = ml_collections.ConfigDict(dict(
+      mode="single_source",  # "single_source" | "leave_one_out"
+      sources="",            # single_source: comma-separated training sets; leave_one_out: empty
+      targets="",            # comma-separated: the held-out test sets (leave_one_out: each in turn)
+  ))
+  config.update(overrides)
+  return config
 
 
 def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "backbone/.*",

@@ -21,6 +21,10 @@ class CheckpointMismatchError(ReIDError, ValueError):
   """A checkpoint was written by a different model (names or shapes differ)."""
 
 
+class RunNotFoundError(ReIDError, FileNotFoundError):
+  """A run folder is missing, or lacks its config.json or checkpoints (`jreid.load`)."""
+
+
 class NonFiniteLossError(ReIDError, FloatingPointError):
   """Training produced NaN/Inf; the last good checkpoint is kept."""
 

@@ -1,8 +1,8 @@
 """Command line: `python -m jreid.main --config=configs/baseline.py:synth --workdir=DIR`.
 
 Any config value can be overridden (`--config.seed=1`, `--config.train.steps=N`).
-Notebooks call `jreid.train.loop.train_and_evaluate(config, workdir)` directly, or
-`jreid.evaluation.lifelong.run_lifelong` for a config with a `lifelong` section.
+`config.protocol` picks what drives the loop (`jreid.protocols`); a notebook
+calls the same with `jreid.train(config, workdir)`.
 """
 import re
 import sys
@@ -10,6 +10,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
+from jreid import protocols  # light: a protocol's module (and jax) is imported when it runs
 from jreid.errors import ReIDError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file, e.g. configs/baseline.py:synth",
@@ -41,13 +42,8 @@ def parse_command_line(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
   parse_command_line(sys.argv if argv is None else argv)
   config = _CONFIG.value
-  # Imported after flag parsing: keeps --help fast.
-  if "lifelong" in config:  # a domain sequence (configs/dasa.py): the lifelong protocol
-    from jreid.evaluation.lifelong import run_lifelong as run
-  else:
-    from jreid.train.loop import train_and_evaluate as run
   try:
-    run(config, _WORKDIR.value)
+    protocols.run(config, _WORKDIR.value)
   except ReIDError as err:
     fail(str(err))
 

@@ -2,40 +2,18 @@
 
     python -m jreid.tools.visualize --workdir=runs/synth [--dataset=synth_small] [--num_queries=10] [--topk=10]
 
-Rebuilds the run's model from `DIR/config.json`, restores its latest
-checkpoint, ranks each test set and writes PNGs to `DIR/visualize/<dataset>/`.
+Opens the run with `jreid.load` (its config.json and latest checkpoint),
+ranks each test set and writes PNGs to `DIR/visualize/<dataset>/`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
-import jax
-import ml_collections
-
+import jreid
 from jreid.errors import ReIDError
 from jreid.evaluation import retrieval
-from jreid.models.reid import default_model_config
-from jreid.train import checkpoint, loop
-
-
-def load_run(workdir: pathlib.Path):
-  """The run's config, its prepared pieces and its latest train state."""
-  config_path = workdir / "config.json"
-  if not config_path.is_file():
-    raise ReIDError(f"{config_path} not found: --workdir must be a jreid run folder")
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  # Runs saved by an older jreid lack model keys added since; their defaults
-  # reproduce the old behaviour (e.g. `conv_impl` changes no number).
-  for key, value in default_model_config().items():
-    if key not in config.model:
-      config.model[key] = value
-  run = loop.prepare(config)
-  ckpt, step = checkpoint.open_existing(workdir)
-  state, _ = ckpt.restore(step, run.abstract_state)
-  return config, run, state, step
 
 
 def main(argv=None) -> None:
@@ -48,19 +26,16 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   workdir = pathlib.Path(args.workdir).expanduser()
   try:
-    config, run, state, step = load_run(workdir)
-    features_fn = jax.jit(run.method.features)
-    names = [args.dataset] if args.dataset else list(run.data.tests)
+    run = jreid.load(workdir)
+    tests = list(run.prepared.data.tests)
+    names = [args.dataset] if args.dataset else tests
     for name in names:
-      if name not in run.data.tests:
-        raise ReIDError(f"--dataset={name!r} is not a test set of this run: {list(run.data.tests)}")
+      if name not in tests:
+        raise ReIDError(f"--dataset={name!r} is not a test set of this run: {tests}")
       out_dir = workdir / "visualize" / name
-      numbers = retrieval.evaluate_split(
-          features_fn, state, run.data.tests[name], mesh=run.mesh, options=run.options,
-          batch_size=config.eval.batch_size, metric=config.eval.metric,
-          report=retrieval.ReportOptions(out_dir, args.num_queries, args.topk, args.seed),
-          post=retrieval.PostProcessing.from_config(config.eval))
-      print(f"{name} (step {step}): mAP {numbers['mAP']:.2f} rank-1 {numbers['rank1']:.2f}; "
+      numbers = run.evaluate(name, report=retrieval.ReportOptions(out_dir, args.num_queries,
+                                                                   args.topk, args.seed))
+      print(f"{name} (step {run.step}): mAP {numbers['mAP']:.2f} rank-1 {numbers['rank1']:.2f}; "
             f"pictures in {out_dir}")
   except ReIDError as err:
     print(f"jreid: error: {err}", file=sys.stderr)

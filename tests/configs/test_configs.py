@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from benchmarks.common import load_config
-from jreid import methods
+from jreid import methods, protocols
 from jreid.train import update
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # config file -> its presets; a new config or preset must be added here.
 PRESETS = {
     "configs/baseline.py": ("", "r50_ibn", "synth", "synth_long", "synth_pretrained", "synth_d0", "synth_d0_short",
-                            "smoke"),
+                            "synth_dg", "smoke", "smoke_dg"),
     "configs/sbs.py": ("", "synth", "synth_long", "synth_pretrained", "smoke"),
     "configs/distill.py": ("", "teacher", "synth", "synth_student", "smoke"),
     "configs/mgn.py": ("", "synth", "smoke"),
@@ -35,7 +35,7 @@ PRESETS = {
 # Smoke presets trained in other tests: those that need another run first, and the baseline
 # (the session's `smoke_run` fixture, checked by tests/train/test_end_to_end.py).
 TRAINED_ELSEWHERE = {"configs/distill.py": "tests/methods/test_distill_end_to_end.py",
-                     "configs/dasa.py": "tests/evaluation/test_lifelong.py",
+                     "configs/dasa.py": "tests/protocols/test_lifelong.py",
                      "configs/baseline.py": "tests/train/test_end_to_end.py"}
 
 
@@ -47,6 +47,7 @@ def test_every_config_file_is_listed():
                                   for path, args in PRESETS.items() for arg in args])
 def test_preset_builds_its_method(spec):
   config = load_config(spec)
+  protocols.check(config)  # its protocol's section, and no other's
   if config.method == "distill":
     config.teacher.checkpoint = "/not/read/when/building"
   method = methods.build(config, 7, update.factory(config, config.train.steps or 10))

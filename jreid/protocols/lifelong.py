@@ -1,7 +1,8 @@
 """The lifelong ReID protocol (LReID): train domains in sequence, evaluate every seen one after each.
 
-`run_lifelong(config, workdir)` is what `python -m jreid.main` runs for a
-config with a `lifelong` section (configs/dasa.py). Each step is one run of
+`run(config, workdir)` is what `python -m jreid.main` runs for
+`config.protocol="lifelong"` (configs/dasa.py), reading `config.lifelong`
+(`jreid.methods.dasa.lifelong_config`). Each step is one run of
 the shared loop (`jreid.train.loop.train`) in `workdir/step<k>_<domain>/`,
 started from the previous step's weights (`init_from`: the classifier,
 whose shape changes, starts fresh) and scheduled in epochs of that domain.
@@ -65,7 +66,7 @@ def plan(config) -> list[Step]:
 def check_config(config) -> None:
   """What would otherwise fail hours in: the method, the unseen policy, a pre-trained trunk."""
   if config.method != "dasa":
-    raise ConfigError(f"a config with a lifelong section trains method='dasa' (its strategies "
+    raise ConfigError(f"the lifelong protocol trains method='dasa' (its strategies "
                       f"include the baselines), not method={config.method!r}")
   if config.lifelong.unseen_policy not in routing.POLICIES:
     raise ConfigError(f"lifelong.unseen_policy={config.lifelong.unseen_policy!r}; choose one "
@@ -159,7 +160,7 @@ def save_plot(results: dict, path: pathlib.Path) -> None:
                       path, title=f"lifelong ReID ({results['strategy']}): seen-domain average")
 
 
-def run_lifelong(config, workdir: str | pathlib.Path) -> dict:
+def run(config, workdir: str | pathlib.Path) -> dict:
   """Trains the domain sequence of `config.lifelong` and evaluates it; returns results.json's content."""
   workdir = pathlib.Path(workdir).expanduser()
   workdir.mkdir(parents=True, exist_ok=True)

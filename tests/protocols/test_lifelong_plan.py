@@ -3,7 +3,7 @@ import pytest
 
 from benchmarks.common import load_config
 from jreid.errors import ConfigError
-from jreid.evaluation import lifelong
+from jreid.protocols import lifelong
 
 
 def _config(**lifelong_overrides):
