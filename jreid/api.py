@@ -10,7 +10,6 @@ the same jitted feature function, batch size, padding and post-processing.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import pathlib
 
@@ -83,20 +82,14 @@ class Run:
   state: object
   step: int                # of the restored checkpoint
 
-  @functools.cached_property
+  @property
   def features_fn(self):
-    """The method's features, jitted with the loop's shardings (state replicated, batch split)."""
-    mesh = self.prepared.mesh
-    repl, batch = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-    return jax.jit(self.prepared.method.features, in_shardings=(repl, batch), out_shardings=repl)
+    """The loop's jitted features function (state replicated, batch split, constants bound)."""
+    return self.prepared.features_fn
 
-  @functools.cached_property
+  @property
   def spatial_fn(self):
-    method, mesh = self.prepared.method, self.prepared.mesh
-    if not hasattr(method, "spatial_features"):
-      return None
-    repl, batch = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-    return jax.jit(method.spatial_features, in_shardings=(repl, batch), out_shardings=repl)
+    return self.prepared.spatial_fn
 
   def _check_pixels(self, images) -> np.ndarray:
     images = np.asarray(images)
@@ -134,7 +127,7 @@ class Run:
       chunks.append(np.asarray(jax.device_get(embeddings))[:valid])
     if not chunks:  # no image: the feature width still comes from the model
       sample = jax.ShapeDtypeStruct((batch_size, data.height, data.width, 3), np.float32)
-      width = jax.eval_shape(self.prepared.method.features, self.state, sample).shape[-1]
+      width = jax.eval_shape(self.features_fn, self.state, sample).shape[-1]
       return np.zeros((0, width), np.float32)
     return np.concatenate(chunks).astype(np.float32)
 

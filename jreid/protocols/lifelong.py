@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import pathlib
 
 import jax
@@ -78,21 +77,17 @@ def check_config(config) -> None:
                       "a workdir, or recipe:configs/pretrain_synth.py)")
 
 
-def _steps(epochs: float, images: int, batch_size: int) -> int:
-  return max(1, math.ceil(epochs * images / batch_size))
-
-
-def step_config(config, index: int, step: Step, train_images: int, previous: str):
-  """The shared loop's config for one step: its data, its schedule, where it starts from."""
+def step_config(config, index: int, step: Step, previous: str):
+  """The shared loop's config for one step: its data, its schedule in epochs, where it starts from."""
   out = copy.deepcopy(config)
-  lifelong, batch = config.lifelong, config.train.batch_size
+  lifelong = config.lifelong
   milestone = lifelong.first_milestone_epochs if index == 0 else lifelong.later_milestone_epochs
   out.data.train = ",".join(step.datasets)
   out.data.test = ""  # the protocol evaluates, with routing
-  out.train.steps = _steps(lifelong.epochs, train_images, batch)
-  out.optim.warmup_steps = min(_steps(lifelong.warmup_epochs, train_images, batch), out.train.steps)
-  out.optim.milestones = (_steps(milestone, train_images, batch),)
-  out.train.checkpoint_every = min(config.train.checkpoint_every, out.train.steps)
+  # Epochs of this step's own data; the loop resolves them to steps (jreid.train.durations).
+  out.train.update(steps=0, epochs=float(lifelong.epochs))
+  out.optim.update(warmup_steps=0, warmup_epochs=float(lifelong.warmup_epochs),
+                   milestones=(), milestone_epochs=(float(milestone),))
   out.init_from = previous
   if lifelong.strategy == "lwf":
     # The first domain has nothing to remember: LwF starts as plain fine-tuning.
@@ -183,7 +178,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
     folder = workdir / _folder(index, step)
     log(f"lifelong step {index + 1}/{len(steps)}: {', '.join(step.datasets)} "
         f"({images} training images) in {folder}")
-    finished = loop.train(step_config(config, index, step, images, previous), folder)
+    finished = loop.train(step_config(config, index, step, previous), folder)
     run, state = finished.run, finished.state
     bank = run.method.bank(state.params, state.batch_stats)
     banks.append(jax.device_get(bank))
@@ -242,7 +237,7 @@ class Evaluator:
     repl, batch_sharding = sharding.replicated(self.mesh), sharding.batch_sharded(self.mesh)
     jit = lambda fn: jax.jit(fn, in_shardings=(repl, batch_sharding), out_shardings=repl)
     # Compiled once for all of this step's evaluations.
-    self.features_fn, self.stats_fn = jit(self.run.method.features), jit(self.run.method.stem_moments)
+    self.features_fn, self.stats_fn = self.run.features_fn, jit(self.run.method.stem_moments)
 
   def __call__(self, names: list[str], *, policy: str) -> tuple[dict, dict]:
     """{dataset: mAP / rank1 / mINP} and the banks the policy chose for unseen cameras."""

@@ -30,6 +30,12 @@ def stats_fn(state, images):
   raise AssertionError("the fake extract never calls it")
 
 
+def stem_statistics(state):
+  """The method's hook: the stem norm's running statistics (here the fake tree's bn1)."""
+  stem = state.batch_stats["backbone"]["bn1"]
+  return stem["mean"], stem["var"]
+
+
 def make_router(policy):
   seen = []
 
@@ -41,7 +47,8 @@ def make_router(policy):
 
   router = routing.Router(state=_state(), banks=[_bank(10, 0.0), _bank(20, 5.0), _bank(30, -4.0)],
                           camera_domains={"a/1": 0, "a/2": 0, "b/7": 1, "c/3": 2},
-                          features_fn=features_fn, extract=extract, stats_fn=stats_fn, policy=policy)
+                          features_fn=features_fn, extract=extract, stats_fn=stats_fn,
+                          stem_statistics=stem_statistics, policy=policy)
   return router, seen
 
 
@@ -98,3 +105,9 @@ def test_banks_round_trip_through_files(tmp_path):
   (tmp_path / "bad.msgpack").write_bytes(b"\x00garbage")
   with pytest.raises(Exception, match="cannot read the domain bank"):
     routing.load_bank(tmp_path / "bad.msgpack")
+
+
+def test_the_stats_policy_needs_the_method_s_stem_hooks():
+  with pytest.raises(ConfigError, match="stem_statistics"):
+    routing.Router(state=_state(), banks=[_bank(10, 0.0)], camera_domains={}, features_fn=features_fn,
+                   extract=lambda *a: None, stats_fn=stats_fn, policy="stats")

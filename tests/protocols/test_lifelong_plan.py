@@ -4,6 +4,7 @@ import pytest
 from benchmarks.common import load_config
 from jreid.errors import ConfigError
 from jreid.protocols import lifelong
+from jreid.train import durations
 
 
 def _config(**lifelong_overrides):
@@ -28,23 +29,26 @@ def test_bad_domain_lists(domains, match):
 def test_step_config_schedules_in_epochs_of_its_domain():
   config = _config()  # batch 64, 12 epochs, warmup 2, milestones 8 (first) / 6 (later)
   steps = lifelong.plan(config)
-  first = lifelong.step_config(config, 0, steps[0], 1005, "/pre")
+  first = lifelong.step_config(config, 0, steps[0], "/pre")
   assert first.data.train == "synth_lreid/d0" and first.data.test == ""
-  assert first.train.steps == 189  # ceil(12 * 1005 / 64)
-  assert first.optim.warmup_steps == 32 and tuple(first.optim.milestones) == (126,)
   assert first.init_from == "/pre"
-  later = lifelong.step_config(config, 2, steps[2], 990, "/runs/step2")
-  assert later.train.steps == 186 and tuple(later.optim.milestones) == (93,)
+  # Resolved by the loop from the step's own images (jreid.train.durations).
+  resolved, _ = durations.resolve(first, images=1005)
+  assert resolved.train.steps == 189  # ceil(12 * 1005 / 64)
+  assert resolved.optim.warmup_steps == 32 and tuple(resolved.optim.milestones) == (126,)
+  later = lifelong.step_config(config, 2, steps[2], "/runs/step2")
+  resolved, _ = durations.resolve(later, images=990)
+  assert resolved.train.steps == 186 and tuple(resolved.optim.milestones) == (93,)
   assert later.init_from == "/runs/step2"
-  assert config.data.train == "" and config.train.steps != 189  # the user's config is untouched
+  assert config.data.train == "" and config.train.epochs == 0  # the user's config is untouched
 
 
 def test_lwf_starts_as_fine_tuning_then_distils_from_the_previous_step():
   config = _config(strategy="lwf")
   steps = lifelong.plan(config)
-  first = lifelong.step_config(config, 0, steps[0], 1000, "/pre")
+  first = lifelong.step_config(config, 0, steps[0], "/pre")
   assert first.lifelong.strategy == "finetune" and first.lifelong.teacher == ""
-  second = lifelong.step_config(config, 1, steps[1], 1000, "/runs/step1")
+  second = lifelong.step_config(config, 1, steps[1], "/runs/step1")
   assert second.lifelong.strategy == "lwf" and second.lifelong.teacher == "/runs/step1"
 
 
