@@ -14,7 +14,10 @@ turns on JAX's persistent compilation cache, so every entry point
 per machine; `JREID_COMPILE_CACHE=off` or `=DIR` changes that
 (`jreid.compile_cache`).
 """
+import types as _types
+
 from jreid import compile_cache as _compile_cache
+from jreid import train as _train_package  # the package only (its __init__ imports nothing)
 
 _compile_cache.enable()
 
@@ -25,11 +28,17 @@ def load(workdir):
   return api.load(workdir)
 
 
-def __getattr__(name):
-  # `jreid.train` is the package jreid/train/, callable as `jreid.train(config, workdir)`
-  # (see its docstring): the public name and the package's coincide. Imported on first
-  # use, as any submodule would be, so that `import jreid` does not import it.
-  if name == "train":
-    import importlib
-    return importlib.import_module("jreid.train")
-  raise AttributeError(f"module 'jreid' has no attribute {name!r}")
+class _CallablePackage(_types.ModuleType):
+  """`jreid.train` is the package jreid/train/ and the public `jreid.train(config, workdir)`.
+
+  A function named `train` here would be replaced by the package the moment
+  anything imports `jreid.train.loop` (the import system sets a package as its
+  parent's attribute), so the package itself is made callable, once, here.
+  """
+
+  def __call__(self, config, workdir) -> dict:
+    from jreid import api  # imports JAX: only when called
+    return api.train(config, workdir)
+
+
+_train_package.__class__ = _CallablePackage
