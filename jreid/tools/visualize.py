@@ -17,7 +17,7 @@ import ml_collections
 
 from jreid.errors import ReIDError
 from jreid.evaluation import retrieval
-from jreid.models.reid import default_model_config
+from jreid.models.reid import from_flat_config
 from jreid.train import checkpoint, loop
 
 
@@ -27,11 +27,11 @@ def load_run(workdir: pathlib.Path):
   if not config_path.is_file():
     raise ReIDError(f"{config_path} not found: --workdir must be a jreid run folder")
   config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  # Runs saved by an older jreid lack model keys added since; their defaults
-  # reproduce the old behaviour (e.g. `conv_impl` changes no number).
-  for key, value in default_model_config().items():
-    if key not in config.model:
-      config.model[key] = value
+  # Runs saved by an older jreid have the flat model layout, some without keys
+  # added since; their defaults reproduce the old behaviour (e.g. `conv_impl`
+  # changes no number).
+  if isinstance(config.model.get("backbone"), str):
+    config.model = from_flat_config(config.model)
   run = loop.prepare(config)
   ckpt, step = checkpoint.open_existing(workdir)
   state, _ = ckpt.restore(step, run.abstract_state)
