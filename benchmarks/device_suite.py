@@ -78,7 +78,7 @@ FULL = dict(config="configs/baseline.py", model={}, height=256, width=128, batch
             pipeline=dict(images=1024, size=(128, 64), batches=30,
                           settings=((1, 0), (8, 0), (16, 0), (2, 8), (2, 15))),
             torch_compile_backend="inductor")
-QUICK = dict(config="configs/baseline.py", model=dict(backbone="resnet18", width=8), height=64,
+QUICK = dict(config="configs/baseline.py", model=dict(name="resnet18", width=8), height=64,
              width=32, batch=16, classes=16, steps=2, eval=(200, 1000, 64, 50), rerank=(100, 500, 64),
              pipeline=dict(images=64, size=(32, 16), batches=2, settings=((1, 0), (2, 0))),
              torch_compile_backend="eager")  # dynamo's capture without inductor's 30-40 s C++ build
@@ -109,7 +109,7 @@ def part_probe(sizes, scratch) -> dict:
 
 def _bot_config(sizes):
   config = load_config(sizes["config"])
-  config.model.update(sizes["model"])
+  config.model.backbone.update(sizes["model"])
   config.data.update(height=sizes["height"], width=sizes["width"])
   return config
 
@@ -138,7 +138,7 @@ def part_train(sizes, scratch, framework, dtypes) -> dict:
       first, median = train_step.time_jreid(config, images, labels, sizes["classes"], sizes["steps"])
       stats = jax.devices()[0].memory_stats() or {}
       rows[dtype] = {**_timing(first, median, sizes["batch"], stats.get("peak_bytes_in_use")),
-                     "conv_impl": config.model.conv_impl, "device": jax.devices()[0].device_kind}
+                     "conv_impl": config.model.backbone.conv_impl, "device": jax.devices()[0].device_kind}
     else:
       import torch
       device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -149,7 +149,7 @@ def part_train(sizes, scratch, framework, dtypes) -> dict:
       rows[dtype] = {**_timing(first, median, sizes["batch"], peak), "torch": version,
                      "compile_backend": backend,
                      "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
-  return {"model": f"{config.model.backbone} width {config.model.width} BoT",
+  return {"model": f"{config.model.backbone.name} width {config.model.backbone.width} BoT",
           "image": [sizes["height"], sizes["width"]], "batch": sizes["batch"],
           "steps_timed": sizes["steps"], "dtypes": rows}
 

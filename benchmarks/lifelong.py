@@ -22,7 +22,7 @@ import pathlib
 from benchmarks.common import run_main, run_selection, write_result
 
 CONFIG = "configs/dasa.py:synth"
-NO_SA = "--config.model.sa_kernel=0"
+NO_SA = "--config.model.backbone.sa_kernel=0"
 # The synth preset's Adam 3.5e-3 is for BN/SA-only training (dasa, da, sa); the
 # full-network strategies train at the paper's 3.5e-4, and fine-tuning is also
 # run at 3.5e-3 so that DASA is compared with the better of the two.

@@ -77,11 +77,11 @@ def time_torch(config, images, labels, num_classes, steps, *, device="cpu",
   import torch
 
   from benchmarks import torch_resnet
-  model_cfg = config.model
-  if (model_cfg.backbone not in torch_resnet.STAGES or model_cfg.ibn or model_cfg.non_local
-      or model_cfg.meta != "reid" or model_cfg.head != "bnneck" or model_cfg.last_stride != 1):
+  model_cfg, backbone = config.model, config.model.backbone
+  if (backbone.name not in torch_resnet.STAGES or backbone.ibn or backbone.non_local
+      or model_cfg.meta != "reid" or model_cfg.head != "bnneck" or backbone.last_stride != 1):
     raise SystemExit(f"--torch times a plain ResNet-18/50 BoT with last stride 1; "
-                     f"{config.model.backbone} with this model config has no torch twin here")
+                     f"{backbone.name} with this model config has no torch twin here")
   device = torch.device(device)
   cuda = device.type == "cuda"
   if cuda:
@@ -90,7 +90,7 @@ def time_torch(config, images, labels, num_classes, steps, *, device="cpu",
   else:
     torch.set_num_threads(os.cpu_count())
   torch.manual_seed(0)
-  model = torch_resnet.Baseline(model_cfg.backbone, width=model_cfg.width,
+  model = torch_resnet.Baseline(backbone.name, width=backbone.width,
                                 num_classes=num_classes).to(device)
   model.train()
   opt = torch.optim.Adam(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
@@ -141,14 +141,14 @@ def main():
   labels = (np.repeat(np.arange(batch_size // 4), 4) % args.num_classes).astype(np.int32)
 
   result = {"benchmark": "train_step", "config": args.config, "method": config.method,
-            "backbone": config.model.backbone, "width": config.model.width,
+            "backbone": config.model.backbone.name, "width": config.model.backbone.width,
             "image": [height, width], "batch": batch_size, "steps_timed": args.steps,
             "backend": jax.default_backend(), "devices": jax.device_count(),
             "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "jax": jax.__version__, "compile_cache": "off",
             "jreid": {}}
   for impl in [i for i in args.impls.split(",") if i]:
-    config.model.conv_impl = impl
+    config.model.backbone.conv_impl = impl
     timing = _timing(*time_jreid(config, images, labels, args.num_classes, args.steps), batch_size)
     result["jreid"][impl] = timing
     print(f"jreid conv_impl={impl}: {timing['images_per_s']:.2f} img/s "

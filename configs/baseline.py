@@ -53,12 +53,12 @@ Presets (`--config=configs/baseline.py:<arg>`):
   three domains, 2 steps a run, for tests.
 """
 from jreid import config_blocks
-from jreid.models.reid import default_model_config
+from jreid.models.reid import model_config
 
 
 def get_config(arg: str = ""):
   config = config_blocks.run(method="supervised")
-  config.model = default_model_config()
+  config.model = model_config("reid", "resnet50")
   config.loss = config_blocks.loss()
   iters_per_epoch = 202  # len(Market-1501 train) // 64, FastReID's epoch length
   config.optim = config_blocks.optim(warmup_steps=2000, warmup_factor=0.1,
@@ -70,12 +70,12 @@ def get_config(arg: str = ""):
                                    height=256, width=128)
 
   if arg == "r50_ibn":
-    config.model.update(ibn="a")
+    config.model.backbone.update(ibn="a")
   elif arg in ("synth", "synth_long", "synth_pretrained"):
     length = 2 if arg == "synth_long" else 1  # synth_long: the same schedule stretched 2x
     config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
                        height=128, width=64, padding=5)
-    config.model.update(backbone="resnet18", width=32)
+    config.model.backbone.update(name="resnet18", width=32)
     config.train.update(batch_size=64, steps=900 * length, log_every=50, checkpoint_every=300)
     config.optim.update(warmup_steps=100 * length, milestones=(600 * length, 800 * length))
     config.eval.update(before_training=True)
@@ -84,7 +84,7 @@ def get_config(arg: str = ""):
   elif arg in ("synth_d0", "synth_d0_short"):
     config.data.update(train="synth_lreid/d0", test="synth_lreid/d0", root="~/.cache/jreid",
                        height=64, width=32, padding=3)
-    config.model.update(backbone="resnet18", width=32)
+    config.model.backbone.update(name="resnet18", width=32)
     config.train.update(batch_size=64, steps=600, log_every=50, checkpoint_every=300)
     config.optim.update(warmup_steps=60, milestones=(400, 550))
     config.eval.update(before_training=True)
@@ -101,7 +101,7 @@ def get_config(arg: str = ""):
   elif arg in ("smoke", "smoke_dg"):
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
                        height=32, width=16, padding=2)
-    config.model.update(backbone="resnet18", width=8)
+    config.model.backbone.update(name="resnet18", width=8)
     config.train.update(batch_size=16, steps=4, log_every=1, checkpoint_every=2)
     config.optim.update(warmup_steps=2, milestones=(3,))
     config.eval.update(batch_size=32)

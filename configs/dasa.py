@@ -34,12 +34,12 @@ Presets (`--config=configs/dasa.py:<arg>`):
 * `smoke`: two tiny domains for seconds-long tests.
 
 Baselines in the same engine: `--config.lifelong.strategy=da|sa|finetune|lwf|joint`
-with `--config.model.sa_kernel=0` for those without SA modules (da, finetune,
+with `--config.model.backbone.sa_kernel=0` for those without SA modules (da, finetune,
 lwf, joint); `benchmarks/lifelong.py` runs them all.
 """
 from jreid import config_blocks
 from jreid.methods.dasa import lifelong_config
-from jreid.models.reid import default_model_config
+from jreid.models.reid import model_config
 
 ORDERS = {
     "order1": "market1501,dukemtmc,cuhksysu,msmt17",
@@ -50,8 +50,9 @@ UNSEEN = "cuhk01,cuhk02,cuhk03_labeled,grid,sensereid,prid"
 
 def get_config(arg: str = ""):
   config = config_blocks.run(method="dasa", protocol="lifelong")
-  config.model = default_model_config()
-  config.model.update(pooling="gem", gem_p=3.0, gem_learnable=False, sa_kernel=5)
+  config.model = model_config("reid", "resnet50")
+  config.model.backbone.update(sa_kernel=5)
+  config.model.update(pooling="gem", gem_p=3.0, gem_learnable=False)
   config.loss = config_blocks.loss(triplet_weight=0.0)  # label-smoothed CE on the BNNeck logits
   config.optim = config_blocks.optim(warmup_factor=0.01)  # steps and milestones: per domain
   config.train = config_blocks.train(batch_size=128, log_every=50, checkpoint_every=2000)
@@ -65,7 +66,7 @@ def get_config(arg: str = ""):
   elif arg == "synth":
     config.init_from = "recipe:configs/pretrain_synth.py"
     config.data.update(root="~/.cache/jreid", height=128, width=64, padding=5)
-    config.model.update(backbone="resnet18", width=32, sa_stages=(2, 3, 4))
+    config.model.backbone.update(name="resnet18", width=32, sa_stages=(2, 3, 4))
     # 12 epochs instead of 80: BN and SA alone need a 10x learning rate to fit that
     # fast (d0 alone: mAP 47.7 at 3.5e-4, 60.7 at 3.5e-3, 60.3 at 1e-2; SA in
     # layers 2-4 rather than 3-4: 66.8). The full-network baselines keep 3.5e-4.
@@ -77,7 +78,7 @@ def get_config(arg: str = ""):
   elif arg == "smoke":
     config.init_from = "recipe:configs/pretrain_synth.py:smoke"
     config.data.update(root="~/.cache/jreid", height=32, width=16, padding=2)
-    config.model.update(backbone="resnet18", width=8)
+    config.model.backbone.update(name="resnet18", width=8)
     config.train.update(batch_size=8, log_every=1, checkpoint_every=2)  # 4 of a domain's 6 ids
     config.eval.update(batch_size=32)
     config.lifelong.update(domains="synth_tiny_multi/d0,synth_tiny_multi/d1",

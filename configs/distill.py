@@ -43,13 +43,14 @@ Presets (`--config=configs/distill.py:<arg>`):
 """
 from jreid import config_blocks
 from jreid.methods.distill import teacher_config
-from jreid.models.reid import default_model_config
+from jreid.models.reid import model_config
 
 
 def _sbs_model(backbone: str, ibn: str):
   """FastReID SBS head: GeM with learnable p, BNNeck, test on the BN feature."""
-  model = default_model_config()
-  model.update(backbone=backbone, ibn=ibn, pooling="gem", gem_learnable=True)
+  model = model_config("reid", backbone)
+  model.backbone.update(ibn=ibn)
+  model.update(pooling="gem", gem_learnable=True)
   return model
 
 
@@ -78,23 +79,23 @@ def get_config(arg: str = ""):
     config.model = config.teacher.model
     del config["teacher"]
   elif arg in ("synth", "synth_student"):
-    config.model = default_model_config()
-    config.model.update(backbone="resnet34", width=8)
+    config.model = model_config("reid", "resnet34")
+    config.model.backbone.update(width=8)
     config.loss = config_blocks.loss()
     config.optim = config_blocks.optim(warmup_steps=100, milestones=(600, 800))
     config.train = config_blocks.train(batch_size=64, steps=900, log_every=50, checkpoint_every=300)
     config.data = config_blocks.data(train="synth_small", test="synth_small", root="~/.cache/jreid",
                                      height=128, width=64)
     config.data.update(padding=5)
-    teacher_model = default_model_config()
-    teacher_model.update(backbone="resnet18", width=32)  # configs/baseline.py:synth
+    teacher_model = model_config("reid", "resnet18")
+    teacher_model.backbone.update(width=32)  # configs/baseline.py:synth
     config.teacher = teacher_config(model=teacher_model, loss="kl_pkt")
     if arg == "synth_student":
       config.method = "supervised"
       del config["teacher"]
   elif arg == "smoke":
-    config.model = default_model_config()
-    config.model.update(backbone="resnet18", width=8)
+    config.model = model_config("reid", "resnet18")
+    config.model.backbone.update(width=8)
     config.loss = config_blocks.loss()
     config.optim = config_blocks.optim(warmup_steps=2, milestones=(3,))
     config.train = config_blocks.train(batch_size=16, steps=4, log_every=1, checkpoint_every=2)
@@ -102,8 +103,8 @@ def get_config(arg: str = ""):
     config.data = config_blocks.data(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
                                      height=32, width=16)
     config.data.update(padding=2)
-    teacher_model = default_model_config()
-    teacher_model.update(backbone="resnet18", width=8)
+    teacher_model = model_config("reid", "resnet18")
+    teacher_model.backbone.update(width=8)
     config.teacher = teacher_config(model=teacher_model, loss="kl_pkt")
   elif arg:
     raise ValueError(f"unknown preset {arg!r} for configs/distill.py; use '', 'teacher', 'synth', "

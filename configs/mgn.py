@@ -29,19 +29,19 @@ Presets (`--config=configs/mgn.py:<arg>`):
 * `smoke`: seconds-long run on SynthPerson `tiny` for tests.
 """
 from jreid import config_blocks
-from jreid.models.reid import default_model_config
+from jreid.models.reid import model_config
 
 
 def get_config(arg: str = ""):
   config = config_blocks.run(method="supervised")
-  config.model = default_model_config()
-  config.model.update(meta="mgn", backbone="resnet50", ibn="a", pooling="gem", gem_p=3.0,
-                      gem_learnable=True, test_feature="neck")
+  config.model = model_config("mgn", "resnet50")
+  config.model.backbone.update(ibn="a")
+  config.model.update(pooling="gem", gem_p=3.0, gem_learnable=True, test_feature="neck")
   config_blocks.sbs_recipe(config, arg, freeze="(backbone|b1|b2|b3)/.*",
-                           synth_model=dict(backbone="resnet18", width=16))
+                           synth_model=dict(name="resnet18", width=16))
   if arg == "smoke":
     config.data.update(height=48)  # 3 stripes need 3 rows on the 1/16 map
-    config.model.update(backbone="resnet18")
+    config.model.backbone.update(name="resnet18")
   if arg not in ("", "synth", "smoke"):
     raise ValueError(f"unknown preset {arg!r} for configs/mgn.py; use '', 'synth' or 'smoke'")
   return config

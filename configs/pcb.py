@@ -18,14 +18,14 @@ Presets (`--config=configs/pcb.py:<arg>`):
 * `smoke`: seconds-long run on SynthPerson `tiny` for tests.
 """
 from jreid import config_blocks
-from jreid.models.reid import default_model_config
+from jreid.models.reid import model_config
 
 
 def get_config(arg: str = ""):
   config = config_blocks.run(method="supervised")
-  config.model = default_model_config()
-  config.model.update(meta="pcb", backbone="resnet50", last_stride=1, num_parts=6, part_dim=256,
-                      test_feature="neck")
+  config.model = model_config("pcb", "resnet50")
+  config.model.backbone.update(last_stride=1)
+  config.model.update(num_parts=6, part_dim=256, test_feature="neck")
   config.loss = config_blocks.loss(label_smoothing=0.0, triplet_weight=0.0)
   iters_per_epoch = 202
   config.optim = config_blocks.optim(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
@@ -41,14 +41,14 @@ def get_config(arg: str = ""):
   if arg == "synth":
     config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
                        height=192, width=64)
-    config.model.update(width=8)
+    config.model.backbone.update(width=8)
     config.train.update(steps=900, log_every=50, checkpoint_every=300)
     config.optim.update(milestones=(600,))
     config.eval.update(before_training=True)
   elif arg == "smoke":
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
                        height=96, width=32)
-    config.model.update(backbone="resnet18", width=8)
+    config.model.backbone.update(name="resnet18", width=8)
     config.train.update(batch_size=16, steps=4, log_every=1, checkpoint_every=2)
     config.optim.update(milestones=(3,))
     config.eval.update(batch_size=32)

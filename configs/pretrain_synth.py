@@ -30,15 +30,15 @@ Presets (`--config=configs/pretrain_synth.py:<arg>`):
 * `smoke`: seconds-long run on the `tiny_multi` pool for tests.
 """
 from jreid import config_blocks
-from jreid.models.reid import default_model_config
+from jreid.models.reid import model_config
 
 
 def get_config(arg: str = ""):
   config = config_blocks.run(method="supervised")
   # The DASA synth model exactly: init_from copies only names and shapes that match.
-  config.model = default_model_config()
-  config.model.update(backbone="resnet18", width=32, last_stride=1, pooling="gem", gem_p=3.0,
-                      gem_learnable=False)
+  config.model = model_config("reid", "resnet18")
+  config.model.backbone.update(width=32, last_stride=1)
+  config.model.update(pooling="gem", gem_p=3.0, gem_learnable=False)
   config.loss = config_blocks.loss()
   config.optim = config_blocks.optim(warmup_steps=150, milestones=(800, 1100))
   config.train = config_blocks.train(batch_size=64, steps=1200, log_every=50, checkpoint_every=400)
@@ -48,11 +48,11 @@ def get_config(arg: str = ""):
   config.data.update(padding=5, num_instances=4)
 
   if arg == "ibn":
-    config.model.update(ibn="a")
+    config.model.backbone.update(ibn="a")
   elif arg == "smoke":
     config.data.update(train="synth_tiny_multi/pool", test="synth_tiny_multi/d0",
                        height=32, width=16, padding=2)
-    config.model.update(width=8)
+    config.model.backbone.update(width=8)
     config.train.update(batch_size=16, steps=4, log_every=1, checkpoint_every=2)
     config.optim.update(warmup_steps=2, milestones=(3,))
     config.eval.update(batch_size=32)

@@ -50,16 +50,16 @@ Presets (`--config=configs/sbs.py:<arg>`):
 * `smoke`: seconds-long run on SynthPerson `tiny` for tests.
 """
 from jreid import config_blocks
-from jreid.models.reid import default_model_config
+from jreid.models.reid import model_config
 
 
 def get_config(arg: str = ""):
   config = config_blocks.run(method="supervised")
-  config.model = default_model_config()
-  config.model.update(backbone="resnet50", ibn="a", non_local=True, pooling="gem", gem_p=3.0,
-                      gem_learnable=True, test_feature="neck")
+  config.model = model_config("reid", "resnet50")
+  config.model.backbone.update(ibn="a", non_local=True)
+  config.model.update(pooling="gem", gem_p=3.0, gem_learnable=True, test_feature="neck")
   # Narrow ResNet-50s with non-local blocks do not learn from scratch in 900 steps (see above).
-  config_blocks.sbs_recipe(config, arg, synth_model=dict(backbone="resnet18", width=32,
+  config_blocks.sbs_recipe(config, arg, synth_model=dict(name="resnet18", width=32,
                                                          non_local=False))
   if arg == "synth_pretrained":
     config.init_from = "recipe:configs/pretrain_synth.py:ibn"

@@ -46,7 +46,7 @@ Presets (`--config=configs/upreid.py:<arg>`):
 """
 from jreid import config_blocks
 from jreid.methods.upreid import upreid_config
-from jreid.models.reid import default_model_config
+from jreid.models.contrastive import encoder_config
 
 LUPERSON_MEAN = (0.3452, 0.3070, 0.3114)
 LUPERSON_STD = (0.2633, 0.2500, 0.2480)
@@ -65,8 +65,8 @@ def get_config(arg: str = ""):
     raise ValueError(f"unknown preset {arg!r} for configs/upreid.py; use '' or one of "
                      f"{[a for a in ABLATIONS if a]}, optionally prefixed synth_ (or 'synth', 'smoke')")
   config = config_blocks.run(method="upreid")
-  config.model = default_model_config()
-  config.model.update(last_stride=2)  # a standard ResNet, as MoCo pre-trains; fine-tuning sets its own
+  config.model = encoder_config("resnet50")
+  config.model.backbone.update(last_stride=2)  # a standard ResNet, as MoCo pre-trains; fine-tuning sets its own
   config.upreid = upreid_config(**ABLATIONS[ablation])
   lup_epoch = 4_180_243 // 800
   config.optim = config_blocks.optim(name="sgd", lr=0.3 * 800 / 2560, momentum=0.9,
@@ -83,7 +83,7 @@ def get_config(arg: str = ""):
     config.data.update(train="synth_lreid/pool", test="synth_lreid/d0", root="~/.cache/jreid",
                        height=64, width=32, blur_kernel=5)
     config.data.update(blur_sigma=(0.025, 0.5))  # SimCLR's sigma, scaled with the side (256 -> 64)
-    config.model.update(backbone="resnet18", width=32)
+    config.model.backbone.update(name="resnet18", width=32)
     # A key encoder at 0.999 would still be 55% its random init after 600 steps
     # (0.999^600); a queue of 4096 would hold every pool image's previous key, a
     # near copy of the positive, among the negatives (the pool has 3,698 images).
@@ -94,7 +94,7 @@ def get_config(arg: str = ""):
   elif scale == "smoke":
     config.data.update(train="synth_tiny_multi/pool", test="synth_tiny_multi/d0",
                        root="~/.cache/jreid", height=32, width=16, blur_kernel=3)
-    config.model.update(backbone="resnet18", width=8)
+    config.model.backbone.update(name="resnet18", width=8)
     config.upreid.update(queue_size=64, projection_hidden=32, projection_dim=16, key_bn_groups=2)
     config.train.update(batch_size=16, steps=4, log_every=1, checkpoint_every=2)
     config.eval.update(batch_size=32)

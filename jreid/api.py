@@ -17,11 +17,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from jreid import protocols
+from jreid import config_blocks, protocols
 from jreid.data import datasets, transforms
 from jreid.errors import RunNotFoundError
 from jreid.evaluation import retrieval
-from jreid.models.reid import default_model_config
+from jreid.models.reid import from_flat_config
 from jreid.train import checkpoint, loop, sharding
 
 
@@ -37,11 +37,22 @@ def _saved_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   if not config_path.is_file():
     raise RunNotFoundError(f"{config_path} not found: {workdir} is not a jreid run folder")
   config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  # Runs saved by an older jreid lack model keys added since; their defaults
-  # reproduce the old behaviour (e.g. `conv_impl` changes no number).
-  for key, value in default_model_config().items():
-    if key not in config.model:
-      config.model[key] = value
+  return upgrade_config(config)
+
+
+def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A config.json of an older jreid in today's layout: the flat model section becomes the
+  per-family one, and keys added since take their defaults (which reproduce the old
+  behaviour: e.g. `conv_impl`, `train.epochs` change no number)."""
+  if isinstance(config.model.get("backbone"), str):
+    config.model = from_flat_config(config.model)
+  sections = {"optim": config_blocks.optim(), "train": config_blocks.train(),
+              "eval": config_blocks.evaluation(), None: config_blocks.run(method=config.method)}
+  for name, defaults in sections.items():
+    block = config if name is None else config[name]
+    for key, value in defaults.items():
+      if key not in block:
+        block[key] = value
   return config
 
 

@@ -143,8 +143,8 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
   iterations; bfloat16 (FastReID's AMP); Market-1501 at 384x128, 16
   instances, AutoAugment p=0.1. `arg` "synth" keeps the schedule's fractions
   over 900 steps on SynthPerson `small` at 128x64 with 8 instances (its
-  identities have 10-14 images), float32 (faster on CPU) and the model
-  changes in `synth_model`; "synth_long" stretches that schedule to 1800
+  identities have 10-14 images), float32 (faster on CPU) and the
+  `config.model.backbone` changes in `synth_model`; "synth_long" stretches that schedule to 1800
   steps; "smoke" is the seconds-long test run.
   """
   config.loss = loss(softmax="circle", softmax_scale=64.0, softmax_margin=0.35,
@@ -160,7 +160,7 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
     length = 2 if arg == "synth_long" else 1
     config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
                        height=128, width=64, padding=5, num_instances=8)
-    config.model.update(synth_model or {})
+    config.model.backbone.update(synth_model or {})
     config.train.update(steps=900 * length, epochs=0.0, log_every=50, checkpoint_every=300,
                         compute_dtype="float32")
     config.optim.update(warmup_steps=150 * length, freeze_steps=75 * length,
@@ -169,7 +169,7 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
   elif arg == "smoke":
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
                        height=32, width=16, padding=2, num_instances=4)
-    config.model.update(width=8)
+    config.model.backbone.update(width=8)
     config.train.update(batch_size=16, steps=4, epochs=0.0, log_every=1, checkpoint_every=2,
                         compute_dtype="float32")
     config.optim.update(warmup_steps=2, freeze_steps=1, cosine_delay_steps=2, cosine_delay_epochs=0.0)

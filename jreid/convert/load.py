@@ -12,10 +12,15 @@ wrapper prefixes of DataParallel (`module.`), FastReID (`backbone.`), MoCo
 (`encoder_q.`) and some ReID repos (`base.`) are stripped, so one loader reads
 all of them.
 
-Only names *and* shapes that fit the target are copied; everything else stays
-as initialised and is listed in the report, because the usual case is
-partial: an ImageNet backbone without a head, or a FastReID model whose
-classifier was trained on another number of identities.
+Only names *and* shapes that fit the target are copied (or shapes the
+architecture's map resizes, e.g. a ViT's position embeddings); everything
+else stays as initialised and is listed in the report by name, because the
+usual case is partial: an ImageNet backbone without a head, or a FastReID
+model whose classifier was trained on another number of identities.
+
+Everything that depends on the architecture (names, layouts, MGN's branch
+copies, resizing) comes from its `jreid.convert.maps.WeightMap`; this module
+is the generic part.
 """
 from __future__ import annotations
 
@@ -25,21 +30,23 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from jreid.convert import torch_names
+from jreid.convert import maps, torch_names
 from jreid.errors import CheckpointMismatchError, WeightsFileError
 
 STRIPPED_PREFIXES = ("module.", "encoder_q.", "backbone.", "base.")
-# MGN's branches (`jreid.models.mgn`) each hold a copy of the ResNet's later blocks.
-MGN_BRANCHES = ("b1", "b2", "b3")
 NESTING_KEYS = ("state_dict", "model")
 
 
 @dataclasses.dataclass
 class LoadReport:
-  """What a load did. Names are the file's (as written there) except `missing` (jreid paths).
+  """What a load did. Names are the source's (as written there) except `missing` (the model's).
 
-  `mismatched` holds (file name, shape in the file, shape the model needs), both
-  in torch layout. `ignored` holds names skipped on purpose: BN's
+  `loaded` lists every source tensor copied into the model, `resized` ones
+  included; `resized` holds (name, shape in the source, shape the model
+  needs) for those the architecture's map adapted. `mismatched` holds (name,
+  shape in the source, shape the model needs), both in the source's layout,
+  and `unused` the names the model has no variable for: together they are
+  `skipped`. `ignored` holds names skipped on purpose: BN's
   `num_batches_tracked`, an ImageNet `fc`, a zero neck bias the model has no
   parameter for.
   """
@@ -48,18 +55,46 @@ class LoadReport:
   unused: list[str] = dataclasses.field(default_factory=list)
   mismatched: list[tuple[str, tuple, tuple]] = dataclasses.field(default_factory=list)
   ignored: list[str] = dataclasses.field(default_factory=list)
+  resized: list[tuple[str, tuple, tuple]] = dataclasses.field(default_factory=list)
+
+  @property
+  def skipped(self) -> list[tuple[str, str]]:
+    """(name, why) of every source tensor that was not copied and not ignored on purpose."""
+    return ([(n, f"shape mismatch: {tuple(a)} vs model {tuple(b)}") for n, a, b in self.mismatched]
+            + [(n, "not in the model") for n in self.unused])
 
   def summary(self, limit: int = 5) -> str:
-    def few(items):
-      more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
-      return ", ".join(map(str, items[:limit])) + more
     lines = [f"loaded {len(self.loaded)} arrays"]
-    for label, items in (("missing from the file", self.missing),
+    for label, items in (("resized", [f"{n} {a} -> {b}" for n, a, b in self.resized]),
+                         ("missing from the file", self.missing),
                          ("not used by the model", self.unused),
                          ("shape mismatch", [f"{n} {a} vs model {b}" for n, a, b in self.mismatched])):
       if items:
-        lines.append(f"{len(items)} {label}: {few(items)}")
+        lines.append(f"{len(items)} {label}: {_few(items, limit)}")
     return "; ".join(lines)
+
+
+def _few(items, limit: int) -> str:
+  more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+  return ", ".join(map(str, items[:limit])) + more
+
+
+def resized_and_skipped(report: LoadReport, limit: int = 10) -> str:
+  """The `init_from` log's account of tensors not copied as they are, by name ("" if none).
+
+  E.g. "; resized 1: pos_embed (1, 197, 384) -> (1, 129, 384); skipped 2:
+  heads.weight (shape mismatch: (751, 512) vs model (6, 512)), queue (not in
+  the model)". `limit` names per group keep a MoCo file's hundreds of key-
+  encoder tensors from flooding the log; the count is always complete.
+  """
+  parts = []
+  if report.resized:
+    parts.append(f"resized {len(report.resized)}: "
+                 + _few([f"{n} {tuple(a)} -> {tuple(b)}" for n, a, b in report.resized], limit))
+  skipped = report.skipped
+  if skipped:
+    parts.append(f"skipped {len(skipped)}: " + _few([f"{n} ({why})" for n, why in skipped], limit))
+  return "".join(f"; {part}" for part in parts)
 
 
 def _import_torch(path):
@@ -122,22 +157,22 @@ def strip_prefixes(name: str) -> str:
   return name
 
 
-def _ignored(canonical: str) -> bool:
-  return canonical.endswith("num_batches_tracked") or canonical.startswith("fc.")
-
-
 def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *,
-                     source: str = "the state dict") -> tuple[dict, LoadReport]:
-  """Copies the tensors of `state_dict` that fit `variables` (a full ReID model's variables).
+                     source: str = "the state dict", weights: str | None = None
+                     ) -> tuple[dict, LoadReport]:
+  """Copies the tensors of `state_dict` that fit `variables` (a full model's variables).
 
-  Returns new `{"params", "batch_stats"}` trees (plain dicts; unloaded leaves are
-  the target's own) and the report. Raises CheckpointMismatchError if nothing
-  fits, which means the file is for another architecture (or another width).
+  `weights` names the `jreid.convert.maps.WEIGHT_MAPS` entry to use; by
+  default the one that claims `variables`. Returns new `{"params",
+  "batch_stats"}` trees (plain dicts; unloaded leaves are the target's own)
+  and the report. Raises CheckpointMismatchError if nothing fits, which means
+  the file is for another architecture (or another width).
   """
   target = torch_names.flatten(variables)
-  torch_names.check_mappable(target)
+  weight_map = maps.resolve(target, weights)
   report = LoadReport()
   merged = dict(target)
+  filled, mismatched = set(), set()
   seen: dict[str, str] = {}
   for name in sorted(state_dict):
     value = np.asarray(state_dict[name])
@@ -146,29 +181,35 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
       raise CheckpointMismatchError(f"{source}: {name} and {seen[canonical]} both map to "
                                     f"{canonical}; remove one of them")
     seen[canonical] = name
-    key = torch_names.jreid_key(canonical)
-    if _ignored(canonical):
-      report.ignored.append(name)
-    elif key is None or key not in target:
-      if canonical == torch_names.NECK_BIAS and not np.any(value):
-        report.ignored.append(name)  # FastReID's frozen zero bias; jreid's neck has none
-      else:
-        report.unused.append(name)
-    else:
+    keys = weight_map.jreid_keys(canonical, target)
+    if not keys:
+      (report.ignored if weight_map.ignored(canonical, value) else report.unused).append(name)
+      continue
+    copied, resized_to, mismatch = False, None, None
+    for key in keys:
       leaf = target[key]
       wanted = tuple(np.shape(leaf))
-      array = torch_names.from_torch_layout(key[1], value)
+      torch_shape = tuple(weight_map.to_torch(key[1], np.empty(wanted)).shape)
+      array = weight_map.from_torch(key[1], value)
+      if array.shape != wanted and weight_map.resize is not None:
+        adapted = weight_map.resize(key, array, wanted)
+        if adapted is not None and tuple(np.shape(adapted)) == wanted:
+          array, resized_to = np.asarray(adapted), torch_shape
       if array.shape != wanted:
-        report.mismatched.append(
-            (name, tuple(value.shape), torch_names.to_torch_layout(key[1], np.empty(wanted)).shape))
-      else:
-        merged[key] = array.astype(np.dtype(getattr(leaf, "dtype", np.float32)))
-        report.loaded.append(name)
-  branch_keys = _fill_mgn_branches(target, merged, state_dict, report)
-  loaded_keys = {torch_names.jreid_key(strip_prefixes(n)) for n in report.loaded} | branch_keys
-  mismatched_keys = {torch_names.jreid_key(strip_prefixes(n)) for n, _, _ in report.mismatched}
+        mismatched.add(key)
+        mismatch = mismatch or (name, tuple(value.shape), torch_shape)
+        continue
+      merged[key] = array.astype(np.dtype(getattr(leaf, "dtype", np.float32)))
+      filled.add(key)
+      copied = True
+    if not copied:
+      report.mismatched.append(mismatch)
+      continue
+    report.loaded.append(name)
+    if resized_to is not None:
+      report.resized.append((name, tuple(value.shape), resized_to))
   report.missing = ["/".join((c,) + p) for c, p in target
-                    if (c, p) not in loaded_keys and (c, p) not in mismatched_keys]
+                    if (c, p) not in filled and (c, p) not in mismatched]
   if not report.loaded:
     hint = (f"; shapes differ, e.g. {report.mismatched[0]}" if report.mismatched
             else f"; the file has e.g. {report.unused[:3]}")
@@ -177,36 +218,7 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
   return torch_names.unflatten(merged), report
 
 
-def _fill_mgn_branches(target: Mapping, merged: dict, state_dict: Mapping,
-                       report: LoadReport) -> set:
-  """Copies a plain ResNet's layer3_{j>=1} / layer4 tensors into each MGN branch `b{n}/...`.
-
-  The branches keep the full ResNet's block names (and shapes: b2/b3's
-  stride-1 layer4_0 has the same weights), so an ImageNet or person
-  pre-trained file fills all three, as FastReID's MGN deep-copies its
-  backbone's res_conv4 / res_g_conv5. Returns the keys filled; a file name
-  used here moves from `unused` to `loaded`.
-  """
-  by_canonical = {strip_prefixes(name): name for name in state_dict}
-  filled = set()
-  for key, leaf in target.items():
-    collection, path = key
-    if path[0] not in MGN_BRANCHES:
-      continue
-    name = by_canonical.get(torch_names.torch_name((collection, ("backbone",) + path[1:])))
-    if name is None:
-      continue
-    array = torch_names.from_torch_layout(path, np.asarray(state_dict[name]))
-    if array.shape != tuple(np.shape(leaf)):
-      continue
-    merged[key] = array.astype(np.dtype(getattr(leaf, "dtype", np.float32)))
-    filled.add(key)
-    if name in report.unused:
-      report.unused.remove(name)
-      report.loaded.append(name)
-  return filled
-
-
-def load_torch_weights(path: str | pathlib.Path, variables: Mapping) -> tuple[dict, LoadReport]:
+def load_torch_weights(path: str | pathlib.Path, variables: Mapping, *,
+                       weights: str | None = None) -> tuple[dict, LoadReport]:
   """`read_state_dict` + `merge_state_dict`: the weights of a file merged into `variables`."""
-  return merge_state_dict(variables, read_state_dict(path), source=str(path))
+  return merge_state_dict(variables, read_state_dict(path), source=str(path), weights=weights)

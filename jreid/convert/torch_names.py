@@ -26,6 +26,10 @@ prefixes the backbone with `backbone.` (a FastReID `Baseline` model's
 state dict), "torchvision" keeps the bare backbone names and leaves the head
 out (a torchvision ResNet without its `fc`). Readers strip `backbone.` anyway.
 
+This is the ResNet family's map (`jreid.convert.maps.RESNET`): `jreid_keys`,
+`ignored` and `claims` are what the generic loader asks of it. A plain ResNet
+tensor also fills the copies MGN's branches hold (`jreid.models.mgn`).
+
 Nothing here imports torch, so the map is testable and usable (safetensors)
 without it.
 """
@@ -60,6 +64,8 @@ _LAYER = re.compile(r"layer(\d+)_(\d+)$")
 _CONV = re.compile(r"conv\d+$|downsample_conv$|classifier$")
 
 NECK_BIAS = "heads.bottleneck.0.bias"
+# MGN's branches (`jreid.models.mgn`) each hold a copy of the ResNet's later blocks.
+MGN_BRANCHES = ("b1", "b2", "b3")
 
 
 def _is_weight_kernel(module: str) -> bool:
@@ -136,6 +142,37 @@ def jreid_key(name: str) -> Key | None:
   if leaf == "bias":
     return PARAMS, tuple(modules + ["bias"])
   return None
+
+
+def jreid_keys(name: str, target: Mapping[Key, object]) -> list[Key]:
+  """The variables of `target` that a canonical torch name fills (the loader's `WeightMap.jreid_keys`).
+
+  A backbone tensor fills `backbone/...` and, in an MGN model, each branch's
+  `b{n}/...` copy: the branches keep the full ResNet's block names (and
+  shapes: b2/b3's stride-1 layer4_0 has the same weights), so an ImageNet or
+  person pre-trained file fills all three, as FastReID's MGN deep-copies its
+  backbone's res_conv4 / res_g_conv5.
+  """
+  key = jreid_key(name)
+  if key is None:
+    return []
+  collection, path = key
+  candidates = [key]
+  if path[0] == "backbone":
+    candidates += [(collection, (branch,) + path[1:]) for branch in MGN_BRANCHES]
+  return [k for k in candidates if k in target]
+
+
+def ignored(name: str, value: np.ndarray) -> bool:
+  """File tensors that fit no variable on purpose: BN's counters, an ImageNet `fc`, and a zero
+  neck bias (FastReID's frozen one) where jreid's neck has none."""
+  return (name.endswith("num_batches_tracked") or name.startswith("fc.")
+          or (name == NECK_BIAS and not np.any(value)))
+
+
+def claims(flat: Mapping[Key, object]) -> bool:
+  """A ResNet-family model: its backbone has the 7x7 stem `conv1` (ResNeSt's deep stem is `conv1_0`)."""
+  return any(path[:2] == ("backbone", "conv1") for _, path in flat)
 
 
 def to_torch_layout(path: tuple[str, ...], value) -> np.ndarray:

@@ -54,7 +54,7 @@ class Strategy:
   trainable: str        # params updated while training a domain
   bank: str             # params each domain keeps for itself
   bank_stats: str       # batch_stats each domain keeps for itself
-  adaption: bool        # needs SA modules (model.sa_kernel > 0); the others need none
+  adaption: bool        # needs SA modules (model.backbone.sa_kernel > 0); the others need none
   backbone_batch_statistics: bool = True  # False: backbone BNs stay in eval mode (pre-trained)
   distill: bool = False  # LwF
   joint: bool = False    # every domain in one step
@@ -211,10 +211,11 @@ def build(config, num_classes: int, make_update) -> base.Method:
   if lifelong.strategy not in STRATEGIES:
     raise ConfigError(f"lifelong.strategy={lifelong.strategy!r}; choose one of {sorted(STRATEGIES)}")
   strategy = STRATEGIES[lifelong.strategy]
-  if strategy.adaption != bool(config.model.sa_kernel):
-    need = "needs SA modules (model.sa_kernel=5)" if strategy.adaption else "has no SA modules (model.sa_kernel=0)"
-    raise ConfigError(f"lifelong.strategy={lifelong.strategy!r} {need}; got model.sa_kernel="
-                      f"{config.model.sa_kernel}")
+  if strategy.adaption != bool(config.model.backbone.get("sa_kernel", 0)):
+    need = ("needs SA modules (model.backbone.sa_kernel=5)" if strategy.adaption
+            else "has no SA modules (model.backbone.sa_kernel=0)")
+    raise ConfigError(f"lifelong.strategy={lifelong.strategy!r} {need}; got model.backbone."
+                      f"sa_kernel={config.model.backbone.get('sa_kernel', 0)}")
   if config.model.meta != "reid" or config.model.head != "bnneck":
     raise ConfigError("lifelong methods use the plain ReID model with a BNNeck "
                       "(model.meta='reid', model.head='bnneck')")

@@ -35,7 +35,7 @@ from jreid.errors import CheckpointMismatchError, ConfigError
 from jreid.losses import distill as kd
 from jreid.losses import objective
 from jreid.methods import base, supervised
-from jreid.models.reid import build_model, default_model_config
+from jreid.models.reid import build_model, model_config
 from jreid.train import checkpoint
 from jreid.train.state import TrainState
 
@@ -45,7 +45,7 @@ LOGIT_LOSSES = ("l1_pkt", "kl_pkt")
 def teacher_config(**overrides) -> ml_collections.ConfigDict:
   """The `config.teacher` section with its defaults (FastReID's released recipe)."""
   config = ml_collections.ConfigDict(dict(
-      model=default_model_config(),  # the teacher run's `config.model`
+      model=model_config(),  # the teacher run's `config.model`
       checkpoint="",      # the teacher run's workdir or its checkpoints/ folder
       loss="kl_pkt",      # "l1_pkt" (paper eq. 8-10) | "kl_pkt" (released code: symmetric KL)
       temperature=16.0,   # of the symmetric KL

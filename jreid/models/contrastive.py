@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jreid.errors import ConfigError
+from jreid.models.backbones import backbone_config
 from jreid.models.reid import build_backbone, pooling_factory
 
 
@@ -41,7 +43,23 @@ class ContrastiveEncoder(nn.Module):
     return self.projector(pooled), {**intermediates, "pre_neck": pooled}
 
 
+def encoder_config(backbone: str = "resnet50") -> ml_collections.ConfigDict:
+  """`config.model` of contrastive pre-training: a backbone section and its pooling, no head.
+
+  The head and test-feature keys of `jreid.models.reid.model_config` have no
+  meaning here (the projection head's sizes are the method's), so they are
+  not keys at all.
+  """
+  return ml_collections.ConfigDict(dict(backbone=backbone_config(backbone), pooling="avg",
+                                        gem_p=3.0, gem_learnable=False))
+
+
 def build_encoder(model_cfg: ml_collections.ConfigDict, hidden: int, dim: int) -> ContrastiveEncoder:
-  """The config's backbone and pooling (`model.head`'s keys do not apply) with a projection head."""
+  """The config's backbone and pooling with a projection head."""
+  expected, got = set(encoder_config().keys()), set(model_cfg.keys())
+  if got != expected:
+    raise ConfigError(f"a contrastive encoder's model config has the keys {sorted(expected)} "
+                      f"(jreid.models.contrastive.encoder_config); unknown {sorted(got - expected)}, "
+                      f"missing {sorted(expected - got)}")
   return ContrastiveEncoder(backbone=build_backbone(model_cfg), pooling=pooling_factory(model_cfg)(),
                             projector=ProjectionHead(hidden=hidden, dim=dim))

@@ -19,10 +19,21 @@ tree is the same.
 The parameter tree is `backbone/...` (see `jreid.models.backbones.resnet`),
 `pooling/p` (learnable GeM only), `head/neck/...`, `head/classifier/kernel`.
 
-`meta` picks the meta-architecture: "reid" (this module's `ReID`), "mgn"
-(`jreid.models.mgn`) or "pcb" (`jreid.models.pcb`); each documents its
-tree. Keys a meta-architecture does not use must stay at their defaults, so
-that a setting never silently does nothing.
+`config.model` is made by `model_config(meta, backbone)`, the one way to
+build it: `meta` picks the meta-architecture, "reid" (this module's `ReID`),
+"mgn" (`jreid.models.mgn`) or "pcb" (`jreid.models.pcb`), and each has only
+the keys it uses (`reid_config`, `mgn_config`, `pcb_config`), so a setting
+never silently does nothing; `model.backbone` is the backbone family's own
+section (`jreid.models.backbones.backbone_config`). For example
+`model_config("pcb", "resnet50")` is
+
+  meta="pcb", backbone={name="resnet50", width=64, last_stride=1, ibn="", ...},
+  pooling="avg", gem_p=3.0, gem_learnable=False, test_feature="neck",
+  num_parts=6, part_dim=256, dropout=0.0
+
+Switching to a backbone of another family means replacing the whole section
+(`config.model.backbone = backbone_config("resnest50")`), since the families'
+options differ.
 """
 from __future__ import annotations
 
@@ -33,48 +44,80 @@ import jax
 import ml_collections
 
 from jreid.errors import ConfigError
-from jreid.models.backbones import BACKBONES
-from jreid.models.backbones.resnet import ResNet
+from jreid.models.backbones import BACKBONES, backbone_config, backbone_options
 from jreid.models.heads import BNNeck, LinearHead, ReductionHead
-from jreid.models.layers import resolve_conv_impl
 from jreid.models.mgn import MGN
 from jreid.models.pcb import PCB
 from jreid.models.pooling import POOLINGS
 
 TEST_FEATURES = ("neck", "pre_neck")
 HEADS = ("bnneck", "linear", "reduction")
-METAS = ("reid", "mgn", "pcb")
-# Keys each meta-architecture ignores; they must keep their default values.
-_UNUSED = {
-    "reid": ("num_parts", "part_dim"),
-    "mgn": ("head", "embed_dim", "dropout", "num_parts", "part_dim", "sa_kernel", "sa_stages"),
-    "pcb": ("head", "neck_bias", "embed_dim", "sa_kernel", "sa_stages"),
-}
 
 
-def default_model_config() -> ml_collections.ConfigDict:
-  """BoT (Luo et al.) defaults: ResNet-50, last stride 1, GAP, BNNeck with no bias, test on the BN feature."""
-  return ml_collections.ConfigDict(dict(
-      backbone="resnet50",
-      width=64,
-      last_stride=1,
-      ibn="",          # "" | "a" (IBN-a, FastReID's R50-IBN) | "b" (IBN-b)
-      non_local=False,  # FastReID's non-local blocks (R50/R101/ResNeXt/ResNeSt positions)
+def _common(meta: str, backbone: str) -> dict:
+  """The keys every meta-architecture has: the backbone section, pooling, the test feature."""
+  return dict(
+      meta=meta,
+      backbone=backbone_config(backbone),
       pooling="avg",
       gem_p=3.0,
       gem_learnable=False,
+      test_feature="neck",  # "neck" (after the BN) | "pre_neck" (pooled)
+  )
+
+
+def reid_config(backbone: str = "resnet50") -> ml_collections.ConfigDict:
+  """BoT (Luo et al.) defaults: last stride 1, GAP, BNNeck with no bias, test on the BN feature."""
+  return ml_collections.ConfigDict(dict(
+      _common("reid", backbone),
+      head="bnneck",    # "bnneck" | "linear" (classifier on the pooled feature) | "reduction"
       neck_bias=False,
-      test_feature="neck",
-      head="bnneck",   # "bnneck" | "linear" (classifier on the pooled feature) | "reduction"
-      embed_dim=0,     # reduction head: output dimension
-      dropout=0.0,     # reduction head: dropout after the reduction; pcb: before each part classifier
-      meta="reid",     # "reid" (backbone, pooling, head) | "mgn" (jreid.models.mgn) | "pcb" (jreid.models.pcb)
-      num_parts=6,     # pcb: horizontal stripes of the final map (the paper's 6)
-      part_dim=256,    # pcb: per-stripe reduced dimension (the paper's 256; test feature num_parts * part_dim)
-      conv_impl="auto",  # "auto" (dot_1x1 on CPU, xla on GPU/TPU) | "xla" | "dot_1x1" | "dot"
-      sa_kernel=0,     # DASA's SA module after every conv (jreid.models.sa): 0 = none, 5 = the paper's
-      sa_stages=(0, 1, 2, 3, 4),  # where: 0 = stem, 1..4 = layer1..layer4 (the paper's Tab. 7)
+      embed_dim=0,      # reduction head: output dimension
+      dropout=0.0,      # reduction head: dropout after the reduction
   ))
+
+
+def mgn_config(backbone: str = "resnet50") -> ml_collections.ConfigDict:
+  """MGN: a BNNeck per region; `backbone.last_stride` is the part branches' layer4 stride."""
+  return ml_collections.ConfigDict(dict(_common("mgn", backbone), neck_bias=False))
+
+
+def pcb_config(backbone: str = "resnet50") -> ml_collections.ConfigDict:
+  """PCB: the paper's 6 stripes reduced to 256 each (test feature num_parts * part_dim)."""
+  return ml_collections.ConfigDict(dict(
+      _common("pcb", backbone),
+      num_parts=6,
+      part_dim=256,
+      dropout=0.0,      # before each part classifier
+  ))
+
+
+META_CONFIGS = {"reid": reid_config, "mgn": mgn_config, "pcb": pcb_config}
+METAS = tuple(META_CONFIGS)
+
+
+def model_config(meta: str = "reid", backbone: str = "resnet50") -> ml_collections.ConfigDict:
+  """`config.model` for a meta-architecture and a backbone name, with their defaults."""
+  if meta not in META_CONFIGS:
+    raise ConfigError(f"model.meta={meta!r}; choose one of {METAS}")
+  return META_CONFIGS[meta](backbone)
+
+
+def check_keys(model_cfg: ml_collections.ConfigDict) -> None:
+  """The config holds exactly its meta-architecture's keys; a key of another one is named as such."""
+  meta = model_cfg.get("meta")
+  if meta not in META_CONFIGS:
+    raise ConfigError(f"model.meta={meta!r}; choose one of {METAS}")
+  expected = set(META_CONFIGS[meta]().keys())
+  got = set(model_cfg.keys())
+  for key in sorted(got - expected):
+    owners = [m for m, make in META_CONFIGS.items() if key in make().keys()]
+    where = f"belongs to model.meta={owners[0]!r}" if owners else "is not a model key"
+    raise ConfigError(f"model.{key} {where}, not to model.meta={meta!r}, whose keys are "
+                      f"{sorted(expected)}")
+  if expected - got:
+    raise ConfigError(f"model config lacks {sorted(expected - got)} (make it with "
+                      f"jreid.models.reid.model_config({meta!r}, backbone))")
 
 
 class ReID(nn.Module):
@@ -95,38 +138,33 @@ class ReID(nn.Module):
     return outputs[self.test_feature], {**intermediates, **outputs, **for_losses}
 
 
+def from_flat_config(flat) -> ml_collections.ConfigDict:
+  """A model config of the flat layout (jreid before per-family sections) in today's layout.
+
+  So an older run's `config.json` still builds its model. The flat layout
+  kept the keys of other meta-architectures at their defaults, so dropping
+  them changes nothing; keys it lacked (added since) take their defaults.
+  """
+  flat = dict(flat)
+  new = model_config(flat.get("meta", "reid"), flat["backbone"]).to_dict()
+  for section in (new["backbone"], new):
+    for key in section:
+      if key not in ("name", "meta", "backbone") and key in flat:
+        section[key] = flat[key]
+  return ml_collections.ConfigDict(new)
+
+
 def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int, *,
                 cosine_classifier: bool = False) -> nn.Module:
-  """Builds the model a config names; `num_classes` comes from the data, never the config.
-
-  The config must hold exactly the keys of `default_model_config()`: an
-  unknown key is almost always a typo that would otherwise be ignored.
-  """
-  expected = set(default_model_config().keys())
-  got = set(model_cfg.keys())
-  if got != expected:
-    raise ConfigError(f"model config keys differ from default_model_config(): "
-                     f"unknown {sorted(got - expected)}, missing {sorted(expected - got)}")
-  for key, table in (("backbone", BACKBONES), ("pooling", POOLINGS)):
-    if model_cfg[key] not in table:
-      raise ConfigError(f"model.{key}={model_cfg[key]!r}; choose one of {sorted(table)}")
+  """Builds the model a config names; `num_classes` comes from the data, never the config."""
+  check_keys(model_cfg)
   if model_cfg.test_feature not in TEST_FEATURES:
     raise ConfigError(f"model.test_feature={model_cfg.test_feature!r}; choose one of {TEST_FEATURES}")
   if num_classes < 1:
     raise ConfigError(f"num_classes must be positive, got {num_classes}")
-
-  if model_cfg.meta not in METAS:
-    raise ConfigError(f"model.meta={model_cfg.meta!r}; choose one of {METAS}")
-  defaults = default_model_config()
-  for key in _UNUSED[model_cfg.meta]:
-    if model_cfg[key] != defaults[key]:
-      raise ConfigError(f"model.{key}={model_cfg[key]!r} has no effect with model.meta="
-                        f"{model_cfg.meta!r}; leave it at {defaults[key]!r}")
-
   make_pooling = pooling_factory(model_cfg)
   if model_cfg.meta == "mgn":
     return _build_mgn(model_cfg, num_classes, make_pooling, cosine_classifier)
-
   backbone = build_backbone(model_cfg)
   pooling = make_pooling()
   if model_cfg.meta == "pcb":
@@ -163,38 +201,22 @@ def pooling_factory(model_cfg: ml_collections.ConfigDict):
 
 
 def build_backbone(model_cfg: ml_collections.ConfigDict) -> nn.Module:
-  """The config's ResNet-family trunk with its adaption modules (also the contrastive encoders')."""
-  if model_cfg.backbone not in BACKBONES:
-    raise ConfigError(f"model.backbone={model_cfg.backbone!r}; choose one of {sorted(BACKBONES)}")
-  adaption = {}
-  if model_cfg.sa_kernel:
-    entry = BACKBONES[model_cfg.backbone]
-    if getattr(entry, "func", entry) is not ResNet:
-      raise ConfigError(f"model.sa_kernel: SA modules are defined for the ResNet family, "
-                        f"not model.backbone={model_cfg.backbone!r}")
-    if model_cfg.sa_kernel % 2 == 0 or not set(model_cfg.sa_stages) <= {0, 1, 2, 3, 4}:
-      raise ConfigError(f"model.sa_kernel must be odd and model.sa_stages within 0..4, got "
-                        f"{model_cfg.sa_kernel} and {tuple(model_cfg.sa_stages)}")
-    adaption = dict(sa_kernel=model_cfg.sa_kernel, sa_stages=tuple(model_cfg.sa_stages))
-  return BACKBONES[model_cfg.backbone](
-      width=model_cfg.width, last_stride=model_cfg.last_stride, ibn=model_cfg.ibn,
-      non_local=model_cfg.non_local, conv_impl=resolve_conv_impl(model_cfg.conv_impl), **adaption)
+  """The trunk `model.backbone` names, with its family's options (also the contrastive encoders')."""
+  entry, options = backbone_options(model_cfg.backbone)
+  return entry(**options)
 
 
 def _build_mgn(model_cfg, num_classes, make_pooling, cosine_classifier) -> MGN:
-  """MGN splits a `ResNet` after layer3_0, so it needs that class (any depth, width, IBN, ResNeXt).
+  """MGN splits a `ResNet` after layer3_0, so it needs that family (any depth, width, IBN, ResNeXt).
 
-  `last_stride` is the part branches' layer4 stride (the paper's 1 is the
-  default); the global branch b1 always keeps stride 2.
+  `backbone.last_stride` is the part branches' layer4 stride (the paper's 1
+  is the default); the global branch b1 always keeps stride 2.
   """
-  entry = BACKBONES[model_cfg.backbone]
-  supported = sorted(name for name, e in BACKBONES.items() if getattr(e, "func", e) is ResNet)
-  if getattr(entry, "func", entry) is not ResNet:
+  entry, options = backbone_options(model_cfg.backbone)
+  if entry.family != "resnet":
+    supported = sorted(name for name, e in BACKBONES.items() if e.family == "resnet")
     raise ConfigError(f"model.meta='mgn' splits a ResNet after layer3_0 and does not support "
-                      f"model.backbone={model_cfg.backbone!r}; choose one of {supported}")
-  resnet = functools.partial(entry, width=model_cfg.width, ibn=model_cfg.ibn,
-                             non_local=model_cfg.non_local,
-                             conv_impl=resolve_conv_impl(model_cfg.conv_impl))
-  return MGN(resnet=resnet, pooling=make_pooling, num_classes=num_classes,
-             neck_bias=model_cfg.neck_bias, cosine=cosine_classifier,
-             part_stride=model_cfg.last_stride, test_feature=model_cfg.test_feature)
+                      f"model.backbone.name={model_cfg.backbone.name!r}; choose one of {supported}")
+  return MGN(resnet=functools.partial(entry, **options), pooling=make_pooling,
+             num_classes=num_classes, neck_bias=model_cfg.neck_bias, cosine=cosine_classifier,
+             part_stride=options["last_stride"], test_feature=model_cfg.test_feature)

@@ -116,26 +116,37 @@ def open_existing(path: str | pathlib.Path) -> tuple[Checkpointer, int]:
   return checkpointer, step
 
 
-def merge_matching(target, source, *, prefix: str) -> tuple[Any, list[str], list[str]]:
+def merge_matching(target, source, *, prefix: str, report=None) -> tuple[Any, list[str], list[str]]:
   """Copies every leaf of `source` whose name and shape match `target`.
 
   Returns the merged tree, the names loaded and the names of `target` left as
   initialised (missing or a different shape, e.g. a classifier for another
-  number of identities).
+  number of identities). A `jreid.convert.load.LoadReport` passed as `report`
+  also gets the skipped names and why (shape mismatch, not in the model), so
+  `init_from` from a jreid run is reported as from a PyTorch file.
   """
   source_leaves = dict(tree_paths.named_leaves(source))
   loaded, kept = [], []
+  names = set()
 
   def pick(path, leaf):
     name = tree_paths.path_name(path)
+    names.add(name)
     stored = source_leaves.get(name)
     if stored is not None and np.shape(stored) == tuple(leaf.shape):
       loaded.append(f"{prefix}/{name}")
       return np.asarray(stored, dtype=leaf.dtype)
     kept.append(f"{prefix}/{name}")
+    if report is not None and stored is None:
+      report.missing.append(f"{prefix}/{name}")
+    elif report is not None:
+      report.mismatched.append((f"{prefix}/{name}", tuple(np.shape(stored)), tuple(leaf.shape)))
     return leaf
 
   merged = jax.tree_util.tree_map_with_path(pick, target)
+  if report is not None:
+    report.loaded += loaded
+    report.unused += [f"{prefix}/{name}" for name in source_leaves if name not in names]
   return merged, loaded, kept
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jreid import config_blocks, methods
-from jreid.convert.load import load_torch_weights
+from jreid.convert.load import LoadReport, load_torch_weights, resized_and_skipped
 from jreid.data import datasets, pipeline
 from jreid.data.records import Record, Split, combine, relabel
 from jreid.errors import CheckpointMismatchError, ConfigError, NonFiniteLossError
@@ -138,18 +138,19 @@ def _init_weights(init_from: str, state) -> tuple[tuple, list[str], list[str], s
                      for old, new in ((state.params, variables["params"]),
                                       (state.batch_stats, variables.get("batch_stats", {}))))
     kept = report.missing + [name for name, _, _ in report.mismatched]
-    unused = (f"; {len(report.unused)} file tensors unused: {report.unused[:5]}"
-              if report.unused else "")
-    return (params, stats), report.loaded, kept, f"{path} (PyTorch weights){unused}"
+    return (params, stats), report.loaded, kept, f"{path} (PyTorch weights){resized_and_skipped(report)}"
   other, step = checkpoint.open_existing(init_from)
   raw = other.restore_raw(step)
-  params, loaded, kept = checkpoint.merge_matching(state.params, raw["params"], prefix="params")
+  report = LoadReport()
+  params, loaded, kept = checkpoint.merge_matching(state.params, raw["params"], prefix="params",
+                                                   report=report)
   stats, loaded_bs, kept_bs = checkpoint.merge_matching(
-      state.batch_stats, raw.get("batch_stats", {}), prefix="batch_stats")
+      state.batch_stats, raw.get("batch_stats", {}), prefix="batch_stats", report=report)
   if not loaded:
     raise CheckpointMismatchError(f"config.init_from={init_from}: no parameter of that "
                                   "checkpoint matches this model by name and shape")
-  return (params, stats), loaded + loaded_bs, kept + kept_bs, str(other.directory / str(step))
+  return ((params, stats), loaded + loaded_bs, kept + kept_bs,
+          f"{other.directory / str(step)}{resized_and_skipped(report)}")
 
 
 RECIPE = "recipe:"

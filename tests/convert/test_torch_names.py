@@ -126,11 +126,11 @@ def test_resnest_is_refused_rather_than_misnamed():
 
 
 def test_a_plain_resnet_file_fills_the_mgn_trunk_and_all_three_branches(jreid_model, jreid_variables):
-  from jreid.models.reid import build_model, default_model_config
+  from jreid.models.reid import build_model, model_config
   plain = jreid_variables(jreid_model("resnet18", ibn=True), seed=1)
   state_dict, _ = torch_names.to_state_dict(plain, "torchvision")
-  config = default_model_config()
-  config.update(meta="mgn", backbone="resnet18", width=8, ibn="a")
+  config = model_config("mgn", "resnet18")
+  config.backbone.update(width=8, ibn="a")
   mgn = jreid_variables(build_model(config, 5), seed=2)
   merged, report = load.merge_state_dict(mgn, state_dict)
   backbone = plain["params"]["backbone"]

@@ -10,7 +10,7 @@ import pytest
 from jreid import config_blocks
 from jreid.errors import ConfigError
 from jreid.methods import dasa
-from jreid.models.reid import default_model_config
+from jreid.models.reid import model_config
 from jreid.train import optim, partition, update
 
 
@@ -22,8 +22,9 @@ def _config(strategy, sa_kernel):
   config = ml_collections.ConfigDict()
   config.method = "dasa"
   config.train = config_blocks.train(steps=10)
-  config.model = default_model_config()
-  config.model.update(backbone="resnet18", width=8, pooling="gem", sa_kernel=sa_kernel)
+  config.model = model_config("reid", "resnet18")
+  config.model.backbone.update(width=8, sa_kernel=sa_kernel)
+  config.model.update(pooling="gem")
   config.loss = config_blocks.loss(triplet_weight=0.0)
   config.optim = config_blocks.optim()  # Adam with weight decay 5e-4 on whatever trains
   config.lifelong = dasa.lifelong_config(strategy=strategy)

@@ -11,7 +11,7 @@ from jreid.errors import CheckpointMismatchError, ConfigError
 from jreid.losses import distill as kd
 from jreid.losses import objective
 from jreid.methods.distill import DistillState, teacher_config
-from jreid.models.reid import build_model, default_model_config
+from jreid.models.reid import build_model, model_config
 from jreid.train import checkpoint, optim, update
 from jreid.train.state import TrainState
 
@@ -19,8 +19,8 @@ NUM_CLASSES, HEIGHT, WIDTH = 4, 32, 16
 
 
 def _model_config(width=8):
-  model = default_model_config()
-  model.update(backbone="resnet18", width=width)
+  model = model_config("reid", "resnet18")
+  model.backbone.update(width=width)
   return model
 
 

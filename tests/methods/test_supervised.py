@@ -6,15 +6,15 @@ import numpy as np
 
 from jreid import config_blocks
 from jreid.methods import supervised
-from jreid.models.reid import default_model_config
+from jreid.models.reid import model_config
 from jreid.train import update
 
 NUM_CLASSES = 4
 
 
 def _config(**train):
-  model = default_model_config()
-  model.update(backbone="resnet18", width=8)
+  model = model_config("reid", "resnet18")
+  model.backbone.update(width=8)
   config = ml_collections.ConfigDict(dict(
       method="supervised", model=model, loss=config_blocks.loss(), train=config_blocks.train(**train),
       optim=config_blocks.optim(freeze="backbone/.*", freeze_steps=2)))

@@ -15,7 +15,7 @@ from jreid import config_blocks
 from jreid.convert import export
 from jreid.errors import ConfigError
 from jreid.methods import upreid
-from jreid.models.reid import build_model, default_model_config
+from jreid.models.reid import build_model, model_config
 from jreid.train import checkpoint, loop, optim, partition, update
 from jreid.train.state import TrainState
 
@@ -229,8 +229,8 @@ def test_the_pretrained_backbone_reaches_bot_directly_and_mgn_through_export(tmp
   source = _leaves_under(pretrained.params, "backbone/")
 
   def fresh_state(meta):
-    model_cfg = default_model_config()
-    model_cfg.update(backbone="resnet18", width=8, meta=meta)
+    model_cfg = model_config(meta, "resnet18")
+    model_cfg.backbone.update(width=8)
     # MGN splits the last map into 3 stripes: initialise at a height that allows it.
     variables = build_model(model_cfg, 5).init(jax.random.key(1), jnp.zeros((1, 96, 32, 3)), train=False)
     return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],

@@ -8,7 +8,7 @@ import pytest
 from jreid.errors import ConfigError
 from jreid.models import dot_conv
 from jreid.models.layers import conv2d, resolve_conv_impl
-from jreid.models.reid import build_model, default_model_config
+from jreid.models.reid import build_model, model_config
 
 # (kernel, stride, padding, dilation, groups, in channels, out channels): every conv ResNet-18/50
 # use (7x7/2 stem on RGB, 3x3/1 and /2, 1x1/1 and the 1x1/2 downsample), unpadded and dilated
@@ -115,12 +115,12 @@ def test_a_resnet_trains_the_same_with_either_implementation(impl):
   ~1e-3 in some gradients, which would hide a real difference.
   """
   with jax.enable_x64(True):
-    config = default_model_config()
-    config.update(width=8)
+    config = model_config("reid", "resnet50")
+    config.backbone.update(width=8)
     images = jax.random.normal(jax.random.key(0), (4, 32, 16, 3), jnp.float64)
     models = {}
     for name in ("xla", impl):
-      config.conv_impl = name
+      config.backbone.conv_impl = name
       models[name] = build_model(config, num_classes=5)
     variables = jax.jit(lambda x: models["xla"].init(jax.random.key(1), x, train=False))(images)
     variables = jax.tree.map(lambda a: a.astype(jnp.float64), variables)

@@ -85,9 +85,10 @@ def test_reduction_dropout_only_in_training():
 
 
 def test_assembled_model_with_reduction_head_and_attention_pooling(random_variables):
-  from jreid.models.reid import build_model, default_model_config
-  cfg = default_model_config()
-  cfg.update(backbone="resnet18", width=8, pooling="attention", head="reduction", embed_dim=16,
+  from jreid.models.reid import build_model, model_config
+  cfg = model_config("reid", "resnet18")
+  cfg.backbone.update(width=8)
+  cfg.update(pooling="attention", head="reduction", embed_dim=16,
              dropout=0.1, test_feature="pre_neck")
   model = build_model(cfg, 5)
   x = _x((4, 32, 16, 3))

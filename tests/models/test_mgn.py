@@ -10,15 +10,17 @@ import pytest
 from jreid.errors import ConfigError
 from jreid.models.backbones import BACKBONES
 from jreid.models.mgn import MGN
-from jreid.models.reid import ReID, build_model, default_model_config
+from jreid.models.reid import ReID, build_model, model_config
 
 NUM_CLASSES = 5
 REGIONS = ("b1", "b2", "b3", "b21", "b22", "b31", "b32", "b33")
 
 
-def _config(**overrides):
-  cfg = default_model_config()
-  cfg.update(dict(meta="mgn", backbone="resnet50", width=8))
+def _config(backbone="resnet50", **overrides):
+  """An MGN config; overrides that are backbone options go to `backbone`."""
+  cfg = model_config("mgn", backbone)
+  cfg.backbone.update(width=8)
+  cfg.backbone.update({k: overrides.pop(k) for k in list(overrides) if k in cfg.backbone})
   cfg.update(overrides)
   return cfg
 
@@ -151,8 +153,8 @@ def test_train_step_gradients_are_finite_and_reach_every_parameter(random_variab
 
 
 def test_config_errors_and_reid_default():
-  assert default_model_config().meta == "reid"
-  model = build_model(default_model_config(), NUM_CLASSES)
+  assert model_config().meta == "reid"
+  model = build_model(model_config(), NUM_CLASSES)
   assert isinstance(model, ReID) and isinstance(build_model(_config(), NUM_CLASSES), MGN)
   with pytest.raises(ConfigError, match="resnest50"):
     build_model(_config(backbone="resnest50"), NUM_CLASSES)

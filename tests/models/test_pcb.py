@@ -12,7 +12,7 @@ from jreid.models.backbones import BACKBONES
 from jreid.models.layers import BN_EPSILON
 from jreid.models.pcb import PCB
 from jreid.models.pooling import stripe_bounds
-from jreid.models.reid import build_model, default_model_config
+from jreid.models.reid import build_model, model_config
 
 NUM_CLASSES = 5
 # A 128 x 32 input gives an 8-row map at last stride 1; 6 stripes of it, as
@@ -20,9 +20,11 @@ NUM_CLASSES = 5
 ROWS_8_IN_6 = [(0, 2), (1, 3), (2, 4), (4, 6), (5, 7), (6, 8)]
 
 
-def _config(**overrides):
-  cfg = default_model_config()
-  cfg.update(dict(meta="pcb", backbone="resnet18", width=8))
+def _config(backbone="resnet18", **overrides):
+  """A PCB config; overrides that are backbone options go to `backbone`."""
+  cfg = model_config("pcb", backbone)
+  cfg.backbone.update(width=8)
+  cfg.backbone.update({k: overrides.pop(k) for k in list(overrides) if k in cfg.backbone})
   cfg.update(overrides)
   return cfg
 

@@ -6,15 +6,16 @@ import pytest
 
 from jreid.models.heads import BNNeck
 from jreid.models.pooling import POOLINGS, AvgPool, GeM
-from jreid.models.reid import build_model, default_model_config
+from jreid.models.reid import build_model, model_config
 
 NUM_CLASSES = 7
 
 
-def _tiny_config(**overrides):
-  cfg = default_model_config()
-  cfg.backbone = "resnet18"
-  cfg.width = 8
+def _tiny_config(backbone="resnet18", **overrides):
+  """A ReID config; overrides that are backbone options go to `backbone`."""
+  cfg = model_config("reid", backbone)
+  cfg.backbone.width = 8
+  cfg.backbone.update({k: overrides.pop(k) for k in list(overrides) if k in cfg.backbone})
   cfg.update(overrides)
   return cfg
 
@@ -72,12 +73,13 @@ def test_bnneck_params_and_classifier_init(neck_bias):
 
 
 def test_default_config_is_bot():
-  cfg = default_model_config()
-  assert cfg.to_dict() == dict(backbone="resnet50", width=64, last_stride=1, ibn="", non_local=False,
-                               pooling="avg", gem_p=3.0, gem_learnable=False,
-                               neck_bias=False, test_feature="neck", head="bnneck",
-                               embed_dim=0, dropout=0.0, meta="reid", num_parts=6, part_dim=256,
-                               conv_impl="auto", sa_kernel=0, sa_stages=(0, 1, 2, 3, 4))
+  cfg = model_config()
+  assert cfg.to_dict() == dict(
+      meta="reid",
+      backbone=dict(name="resnet50", width=64, last_stride=1, ibn="", non_local=False,
+                    conv_impl="auto", sa_kernel=0, sa_stages=(0, 1, 2, 3, 4)),
+      pooling="avg", gem_p=3.0, gem_learnable=False, test_feature="neck",
+      head="bnneck", neck_bias=False, embed_dim=0, dropout=0.0)
 
 
 def test_build_model_rejects_bad_configs():

@@ -18,7 +18,7 @@ import pytest
 from jreid.data import datasets, pipeline
 from jreid.evaluation import routing
 from jreid.methods.dasa import STRATEGIES
-from jreid.models.reid import build_model, default_model_config
+from jreid.models.reid import build_model
 from jreid.train import checkpoint, partition
 
 pytestmark = pytest.mark.slow
@@ -89,9 +89,7 @@ def test_a_saved_bank_reproduces_its_domain_s_features(finished):
   restored = {"params": partition.merge(last["params"], bank["params"]),
               "batch_stats": partition.merge(last["batch_stats"], bank["batch_stats"])}
   config = json.loads((workdir / "config.json").read_text())
-  model_config = default_model_config()
-  model_config.update(config["model"])
-  model_config.sa_stages = tuple(model_config.sa_stages)
+  model_config = ml_collections.ConfigDict(config["model"])
   model = build_model(model_config, first["params"]["head"]["classifier"]["kernel"].shape[-1])
   split = datasets.get(DOMAINS[0], data)
   options = pipeline.ImageOptions.from_config(ml_collections.ConfigDict(config["data"]))

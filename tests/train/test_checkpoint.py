@@ -53,3 +53,17 @@ def test_merge_matching_loads_same_name_and_shape_only():
   merged, loaded, kept = checkpoint.merge_matching(target, source, prefix="params")
   assert np.array_equal(merged["a"], [1, 1]) and np.array_equal(merged["b"], [0, 0, 0])
   assert loaded == ["params/a"] and sorted(kept) == ["params/b", "params/c"]
+
+
+def test_merge_matching_reports_skipped_names_and_why():
+  from jreid.convert.load import LoadReport, resized_and_skipped
+  target = {"a": jnp.zeros(2), "b": jnp.zeros(3), "c": jnp.zeros(1)}
+  source = {"a": np.ones(2), "b": np.ones(4), "d": np.ones(5)}
+  report = LoadReport()
+  _, loaded, kept = checkpoint.merge_matching(target, source, prefix="params", report=report)
+  assert report.loaded == loaded == ["params/a"] and kept == ["params/b", "params/c"]
+  assert report.missing == ["params/c"]
+  assert report.skipped == [("params/b", "shape mismatch: (4,) vs model (3,)"),
+                            ("params/d", "not in the model")]
+  assert resized_and_skipped(report) == (
+      "; skipped 2: params/b (shape mismatch: (4,) vs model (3,)), params/d (not in the model)")

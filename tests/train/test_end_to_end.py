@@ -81,7 +81,11 @@ def test_visualize_tool_rebuilds_the_run(tmp_path, market_run):
   workdir = tmp_path / "run"
   shutil.copytree(market_run, workdir)
   saved = json.loads((workdir / "config.json").read_text())
-  del saved["model"]["conv_impl"]  # as written by a jreid older than that key
+  # As written by a jreid older than per-family sections and than `conv_impl`:
+  # one flat model section.
+  section = saved["model"].pop("backbone")
+  saved["model"].update({k: v for k, v in section.items() if k not in ("name", "conv_impl")},
+                        backbone=section["name"], num_parts=6, part_dim=256)
   (workdir / "config.json").write_text(json.dumps(saved))
   result = run([sys.executable, "-m", "jreid.tools.visualize", f"--workdir={workdir}",
                 "--num_queries=2", "--topk=3"])
@@ -168,13 +172,13 @@ def test_checkpoint_from_another_model(tmp_path, market_root, market_run):
   workdir = tmp_path / "run"
   shutil.copytree(market_run, workdir)
   before = (workdir / "results.json").read_bytes()
-  result = run(command(workdir, market_root, "--config.train.steps=4", "--config.model.width=16"),
+  result = run(command(workdir, market_root, "--config.train.steps=4", "--config.model.backbone.width=16"),
                check=False)
   _one_line_error(result, "different model", "conv1/kernel")
   assert (workdir / "results.json").read_bytes() == before  # untouched
   assert final_state(workdir)[0] == 2
   other = run(command(tmp_path / "other", market_root, f"--config.resume={workdir}",
-                      "--config.model.backbone=resnet34"), check=False)
+                      "--config.model.backbone.name=resnet34"), check=False)
   _one_line_error(other, "different model")
 
 

@@ -87,3 +87,30 @@ def test_a_file_for_another_width_matches_nothing(tmp_path, prepared):
   _save_imagenet_style(tmp_path / "wide.pth", width=16)
   with pytest.raises(CheckpointMismatchError, match="wide.pth: none of its .* tensors fits"):
     _initial_state(prepared, tmp_path / "wide.pth", tmp_path)
+
+
+def test_the_log_names_skipped_tensors_and_why(tmp_path, prepared):
+  weights = _save_imagenet_style(tmp_path / "plain.pth")
+  stored = {k: torch.from_numpy(v) for k, v in weights.items()}
+  stored["heads.weight"] = torch.zeros(3, 64)  # a classifier for 3 identities
+  stored["queue"] = torch.zeros(64, 16)  # MoCo's negatives: no such variable
+  torch.save(stored, tmp_path / "with_head.pth")
+  _, _, [line] = _initial_state(prepared, tmp_path / "with_head.pth", tmp_path)
+  classes = prepared[2].params["head"]["classifier"]["kernel"].shape[-1]
+  assert (f"; skipped 2: heads.weight (shape mismatch: (3, 64) vs model ({classes}, 64)), "
+          "queue (not in the model);") in line
+  assert "resized" not in line
+
+
+def test_init_from_a_jreid_run_names_skipped_tensors_too(tmp_path, prepared):
+  config, run, fresh = prepared
+  params = jax.tree.map(np.asarray, fresh.params)
+  params["head"]["classifier"]["kernel"] = np.zeros((64, 2), np.float32)
+  params["extra"] = {"kernel": np.zeros((2,), np.float32)}
+  ckpt = checkpoint.Checkpointer(tmp_path / "other" / "checkpoints")
+  ckpt.save(0, fresh.replace(params=params), {})
+  ckpt.wait()
+  _, _, [line] = _initial_state(prepared, tmp_path / "other", tmp_path)
+  classes = fresh.params["head"]["classifier"]["kernel"].shape[-1]
+  assert (f"skipped 2: params/head/classifier/kernel (shape mismatch: (64, 2) vs model "
+          f"(64, {classes})), params/extra/kernel (not in the model);") in line

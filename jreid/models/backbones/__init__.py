@@ -1,31 +1,152 @@
-"""Backbones by name: `BACKBONES[name](width=..., last_stride=..., ibn=...)` builds a module.
+"""Backbones by name, grouped in families; a family owns its config section and its weight map.
 
-Each entry is a flax module class with its architecture fixed by
-`functools.partial`; the call contract is `(x, *, train) -> (map, intermediates)`.
-Further keyword options of the ResNet family: `non_local` (FastReID's
-positions, fixed per entry by `non_local_stages`) and `ceil_mode_pool`.
+`BACKBONES[name]` is a `Backbone`: the family and the architecture the name
+fixes (depth, block, ResNeXt groups, FastReID's non-local positions);
+`BACKBONES[name](**options)` builds the flax module, whose call contract is
+`(x, *, train) -> (map, intermediates)`.
+
+`config.model.backbone` is a section `{"name": ..., **options}` made by
+`backbone_config(name)` from the family's defaults. `backbone_options(section)`
+checks its keys against the module's dataclass fields, so a misspelt option
+is an error naming the known ones instead of a setting that silently does
+nothing. A family's `weights` names its PyTorch name map in
+`jreid.convert.maps.WEIGHT_MAPS` (a string, so models never import the
+converters).
+
+A new family (ViT, CLIP, ...) adds one `Family` to `FAMILIES` and its names to
+`BACKBONES`; nothing is registered by import side effect.
 """
 from __future__ import annotations
 
-import functools
+import dataclasses
+from typing import Any, Callable, Mapping
 
+import flax.linen as nn
+import ml_collections
+
+from jreid.errors import ConfigError
 from jreid.models.backbones.resnest import ResNeSt
 from jreid.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from jreid.models.layers import resolve_conv_impl
 
-_resnet = functools.partial(ResNet, block=Bottleneck)
+# Module fields every flax module has; never config options.
+_FLAX_FIELDS = frozenset({"parent", "name"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """What the config layer needs of an architecture family.
+
+  `options`: the config section's defaults (without `name`). `fixed`: module
+  fields the backbone name or the calling code decides (depth, MGN's block
+  range), never a config key. `prepare` turns config values into module
+  values (e.g. `conv_impl="auto"` -> the backend's). `weights`: its
+  `jreid.convert.maps.WEIGHT_MAPS` name, None where no PyTorch map exists yet.
+  """
+  module: type[nn.Module]
+  options: Callable[[], dict[str, Any]]
+  fixed: frozenset[str] = frozenset()
+  prepare: Callable[[dict[str, Any]], dict[str, Any]] = lambda options: options
+  weights: str | None = None
+
+  def option_keys(self) -> list[str]:
+    """The config keys this family accepts: its module's fields less the fixed ones."""
+    fields = {f.name for f in dataclasses.fields(self.module)}
+    return sorted(fields - self.fixed - _FLAX_FIELDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """A backbone name: its family (a `FAMILIES` key) and the module fields the name fixes."""
+  family: str
+  architecture: Mapping[str, Any]
+
+  def __call__(self, **options) -> nn.Module:
+    return FAMILIES[self.family].module(**self.architecture, **options)
+
+
+def _resnet_options() -> dict[str, Any]:
+  return dict(
+      width=64,          # base channels; 8 or 16 give tiny CPU/test variants
+      last_stride=1,     # 1 keeps layer4 at stride 16 (BoT); MGN: the part branches' stride
+      ibn="",            # "" | "a" (IBN-a, FastReID's R50-IBN) | "b" (IBN-b)
+      non_local=False,   # FastReID's non-local blocks (positions fixed per name)
+      conv_impl="auto",  # "auto" (dot_1x1 on CPU, xla on GPU/TPU) | "xla" | "dot_1x1" | "dot"
+      sa_kernel=0,       # DASA's SA module after every conv (jreid.models.sa): 0 = none, 5 = the paper's
+      sa_stages=(0, 1, 2, 3, 4),  # where: 0 = stem, 1..4 = layer1..layer4 (the paper's Tab. 7)
+  )
+
+
+def _prepare_resnet(options: dict[str, Any]) -> dict[str, Any]:
+  if options["sa_kernel"] and (options["sa_kernel"] % 2 == 0
+                               or not set(options["sa_stages"]) <= {0, 1, 2, 3, 4}):
+    raise ConfigError(f"model.backbone.sa_kernel must be odd and model.backbone.sa_stages within "
+                      f"0..4, got {options['sa_kernel']} and {tuple(options['sa_stages'])}")
+  return {**options, "conv_impl": resolve_conv_impl(options["conv_impl"]),
+          "sa_stages": tuple(options["sa_stages"])}
+
+
+def _resnest_options() -> dict[str, Any]:
+  return dict(width=64, last_stride=1, non_local=False, conv_impl="auto")
+
+
+def _prepare_resnest(options: dict[str, Any]) -> dict[str, Any]:
+  return {**options, "conv_impl": resolve_conv_impl(options["conv_impl"])}
+
+
+FAMILIES = {
+    "resnet": Family(ResNet, _resnet_options, prepare=_prepare_resnet, weights="resnet",
+                     fixed=frozenset({"block", "stage_sizes", "non_local_stages", "groups",
+                                      "width_per_group", "first", "last"})),
+    # No PyTorch map yet: its shortcut (avg-pool -> conv -> bn) differs from ResNet's.
+    "resnest": Family(ResNeSt, _resnest_options, prepare=_prepare_resnest,
+                      fixed=frozenset({"stage_sizes", "non_local_stages", "radix"})),
+}
+
 # FastReID's nl_layers_per_stage: non-local blocks after the last n blocks of each stage.
 _NL_50 = (0, 2, 3, 0)
 _NL_101 = (0, 2, 9, 0)
 
+
+def _resnet(block=Bottleneck, **architecture) -> Backbone:
+  return Backbone("resnet", dict(block=block, **architecture))
+
+
 BACKBONES = {
-    "resnet18": functools.partial(ResNet, block=BasicBlock, stage_sizes=(2, 2, 2, 2)),
-    "resnet34": functools.partial(ResNet, block=BasicBlock, stage_sizes=(3, 4, 6, 3)),
-    "resnet50": functools.partial(_resnet, stage_sizes=(3, 4, 6, 3), non_local_stages=_NL_50),
-    "resnet101": functools.partial(_resnet, stage_sizes=(3, 4, 23, 3), non_local_stages=_NL_101),
-    "resnet152": functools.partial(_resnet, stage_sizes=(3, 8, 36, 3)),
-    "resnext50": functools.partial(_resnet, stage_sizes=(3, 4, 6, 3), non_local_stages=_NL_50,
-                                   groups=32, width_per_group=4),
-    "resnext101": functools.partial(_resnet, stage_sizes=(3, 4, 23, 3), non_local_stages=_NL_101,
-                                    groups=32, width_per_group=4),
-    "resnest50": functools.partial(ResNeSt, stage_sizes=(3, 4, 6, 3), non_local_stages=_NL_50),
+    "resnet18": _resnet(BasicBlock, stage_sizes=(2, 2, 2, 2)),
+    "resnet34": _resnet(BasicBlock, stage_sizes=(3, 4, 6, 3)),
+    "resnet50": _resnet(stage_sizes=(3, 4, 6, 3), non_local_stages=_NL_50),
+    "resnet101": _resnet(stage_sizes=(3, 4, 23, 3), non_local_stages=_NL_101),
+    "resnet152": _resnet(stage_sizes=(3, 8, 36, 3)),
+    "resnext50": _resnet(stage_sizes=(3, 4, 6, 3), non_local_stages=_NL_50, groups=32,
+                         width_per_group=4),
+    "resnext101": _resnet(stage_sizes=(3, 4, 23, 3), non_local_stages=_NL_101, groups=32,
+                          width_per_group=4),
+    "resnest50": Backbone("resnest", dict(stage_sizes=(3, 4, 6, 3), non_local_stages=_NL_50)),
 }
+
+
+def family_of(name: str) -> Family:
+  if name not in BACKBONES:
+    raise ConfigError(f"model.backbone.name={name!r}; choose one of {sorted(BACKBONES)}")
+  return FAMILIES[BACKBONES[name].family]
+
+
+def backbone_config(name: str = "resnet50") -> ml_collections.ConfigDict:
+  """`config.model.backbone` for `name`: the name and its family's default options."""
+  return ml_collections.ConfigDict({"name": name, **family_of(name).options()})
+
+
+def backbone_options(section: Mapping[str, Any]) -> tuple[Backbone, dict[str, Any]]:
+  """The backbone a config section names and its module options (defaults filled, checked)."""
+  if not isinstance(section, (Mapping, ml_collections.ConfigDict)) or "name" not in section:
+    raise ConfigError(f"model.backbone must be a section with a `name` (see "
+                      f"jreid.models.backbones.backbone_config), got {section!r}")
+  family = family_of(section["name"])
+  options = {k: v for k, v in section.items() if k != "name"}
+  known = family.option_keys()
+  unknown = sorted(set(options) - set(known))
+  if unknown:
+    raise ConfigError(f"model.backbone.{unknown[0]} is not an option of {section['name']} "
+                      f"({family.module.__name__}); known: {known}")
+  return BACKBONES[section["name"]], family.prepare({**family.options(), **options})
