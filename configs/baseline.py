@@ -5,7 +5,8 @@ Presets (`--config=configs/baseline.py:<arg>`):
 
 * default: real Market-1501 under `--config.data.root` (folder
   `Market-1501-v15.09.15/`), 256x128, batch 64 = 16 ids x 4, Adam 3.5e-4,
-  wd 5e-4, 120 epochs of 202 iterations (24,240 steps), x0.1 at epochs 40 and
+  wd 5e-4, 120 epochs (steps from the training set's size: 24,255 on Market's
+  12,936 images; FastReID's drop-last epochs give 24,240), x0.1 at epochs 40 and
   90, linear warmup of 2000 iterations from 0.1 (METHODS.md). Expected
   (FastReID model zoo, BoT R50): mAP ~85.9%, rank-1 ~94.5%.
       python -m jreid.main --config=configs/baseline.py --workdir=runs/bot_market \
@@ -60,11 +61,8 @@ def get_config(arg: str = ""):
   config = config_blocks.run(method="supervised")
   config.model = model_config("reid", "resnet50")
   config.loss = config_blocks.loss()
-  iters_per_epoch = 202  # len(Market-1501 train) // 64, FastReID's epoch length
-  config.optim = config_blocks.optim(warmup_steps=2000, warmup_factor=0.1,
-                                     milestones=(40 * iters_per_epoch, 90 * iters_per_epoch))
-  config.train = config_blocks.train(batch_size=64, steps=120 * iters_per_epoch, log_every=100,
-                                     checkpoint_every=2000)
+  config.optim = config_blocks.optim(warmup_steps=2000, warmup_factor=0.1, milestone_epochs=(40, 90))
+  config.train = config_blocks.train(batch_size=64, epochs=120, log_every=100, checkpoint_every=2000)
   config.eval = config_blocks.evaluation()
   config.data = config_blocks.data(train="market1501", test="market1501", root="~/datasets",
                                    height=256, width=128)
@@ -76,8 +74,10 @@ def get_config(arg: str = ""):
     config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
                        height=128, width=64, padding=5)
     config.model.backbone.update(name="resnet18", width=32)
-    config.train.update(batch_size=64, steps=900 * length, log_every=50, checkpoint_every=300)
-    config.optim.update(warmup_steps=100 * length, milestones=(600 * length, 800 * length))
+    config.train.update(batch_size=64, steps=900 * length, epochs=0.0, log_every=50,
+                        checkpoint_every=300)
+    config.optim.update(warmup_steps=100 * length, milestones=(600 * length, 800 * length),
+                        milestone_epochs=())
     config.eval.update(before_training=True)
     if arg == "synth_pretrained":
       config.init_from = "recipe:configs/pretrain_synth.py"
@@ -85,8 +85,8 @@ def get_config(arg: str = ""):
     config.data.update(train="synth_lreid/d0", test="synth_lreid/d0", root="~/.cache/jreid",
                        height=64, width=32, padding=3)
     config.model.backbone.update(name="resnet18", width=32)
-    config.train.update(batch_size=64, steps=600, log_every=50, checkpoint_every=300)
-    config.optim.update(warmup_steps=60, milestones=(400, 550))
+    config.train.update(batch_size=64, steps=600, epochs=0.0, log_every=50, checkpoint_every=300)
+    config.optim.update(warmup_steps=60, milestones=(400, 550), milestone_epochs=())
     config.eval.update(before_training=True)
     if arg == "synth_d0_short":
       config.train.update(steps=150, checkpoint_every=150)
@@ -95,15 +95,15 @@ def get_config(arg: str = ""):
     config.dg = config_blocks.dg(mode="leave_one_out", targets=",".join(
         f"synth_lreid/d{i}" for i in range(4)))
     config.data.update(train="", test="", root="~/.cache/jreid", height=64, width=32, padding=3)
-    config.model.update(backbone="resnet18", width=32)
-    config.train.update(batch_size=64, steps=600, log_every=50, checkpoint_every=300)
-    config.optim.update(warmup_steps=60, milestones=(400, 550))
+    config.model.backbone.update(name="resnet18", width=32)
+    config.train.update(batch_size=64, steps=600, epochs=0.0, log_every=50, checkpoint_every=300)
+    config.optim.update(warmup_steps=60, milestones=(400, 550), milestone_epochs=())
   elif arg in ("smoke", "smoke_dg"):
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
                        height=32, width=16, padding=2)
     config.model.backbone.update(name="resnet18", width=8)
-    config.train.update(batch_size=16, steps=4, log_every=1, checkpoint_every=2)
-    config.optim.update(warmup_steps=2, milestones=(3,))
+    config.train.update(batch_size=16, steps=4, epochs=0.0, log_every=1, checkpoint_every=2)
+    config.optim.update(warmup_steps=2, milestones=(3,), milestone_epochs=())
     config.eval.update(batch_size=32)
     if arg == "smoke_dg":
       config.protocol = "dg"

@@ -12,7 +12,7 @@ Deviations from FastReID: its MGN heads reduce each region to 256-d
 Presets (`--config=configs/mgn.py:<arg>`):
 
 * default: real Market-1501 under `--config.data.root`, 384x128, batch 64 =
-  4 ids x 16, Adam 3.5e-4, wd 5e-4, 60 epochs of 202 iterations, warmup 2000
+  4 ids x 16, Adam 3.5e-4, wd 5e-4, 60 epochs, warmup 2000
   iterations from 0.1, cosine after epoch 30 to 7.7e-7, trunk and branches
   frozen for the first 1000 iterations (FastReID freezes backbone, b1, b2,
   b3), AutoAugment p=0.1, bfloat16 (FastReID uses AMP). FastReID's model zoo

@@ -27,12 +27,9 @@ def get_config(arg: str = ""):
   config.model.backbone.update(last_stride=1)
   config.model.update(num_parts=6, part_dim=256, test_feature="neck")
   config.loss = config_blocks.loss(label_smoothing=0.0, triplet_weight=0.0)
-  iters_per_epoch = 202
   config.optim = config_blocks.optim(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
-                                     milestones=(40 * iters_per_epoch,),
-                                     groups=((r"backbone/.*", 0.1, 1.0),))
-  config.train = config_blocks.train(batch_size=64, steps=60 * iters_per_epoch, log_every=100,
-                                     checkpoint_every=2000)
+                                     milestone_epochs=(40,), groups=((r"backbone/.*", 0.1, 1.0),))
+  config.train = config_blocks.train(batch_size=64, epochs=60, log_every=100, checkpoint_every=2000)
   config.eval = config_blocks.evaluation()
   config.data = config_blocks.data(train="market1501", test="market1501", root="~/datasets",
                                    height=384, width=128)
@@ -42,15 +39,15 @@ def get_config(arg: str = ""):
     config.data.update(train="synth_small", test="synth_small", root="~/.cache/jreid",
                        height=192, width=64)
     config.model.backbone.update(width=8)
-    config.train.update(steps=900, log_every=50, checkpoint_every=300)
-    config.optim.update(milestones=(600,))
+    config.train.update(steps=900, epochs=0.0, log_every=50, checkpoint_every=300)
+    config.optim.update(milestones=(600,), milestone_epochs=())
     config.eval.update(before_training=True)
   elif arg == "smoke":
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
                        height=96, width=32)
     config.model.backbone.update(name="resnet18", width=8)
-    config.train.update(batch_size=16, steps=4, log_every=1, checkpoint_every=2)
-    config.optim.update(milestones=(3,))
+    config.train.update(batch_size=16, steps=4, epochs=0.0, log_every=1, checkpoint_every=2)
+    config.optim.update(milestones=(3,), milestone_epochs=())
     config.eval.update(batch_size=32)
   elif arg:
     raise ValueError(f"unknown preset {arg!r} for configs/pcb.py; use '', 'synth' or 'smoke'")

@@ -7,7 +7,7 @@ Presets (`--config=configs/sbs.py:<arg>`):
 
 * default: real Market-1501 under `--config.data.root`, ResNet-50-IBN-a with
   non-local blocks, 384x128, batch 64 = 4 ids x 16, Adam 3.5e-4, wd 5e-4,
-  60 epochs of 202 iterations, warmup 2000 iterations from 0.1, constant lr
+  60 epochs, warmup 2000 iterations from 0.1, constant lr
   until epoch 30 then cosine to 7.7e-7, backbone frozen for the first 1000
   iterations. FastReID trains it with AMP; `train.compute_dtype="bfloat16"`
   is the equivalent here. Expected (FastReID model zoo, SBS R50-ibn on

@@ -68,10 +68,9 @@ def get_config(arg: str = ""):
   config.model = encoder_config("resnet50")
   config.model.backbone.update(last_stride=2)  # a standard ResNet, as MoCo pre-trains; fine-tuning sets its own
   config.upreid = upreid_config(**ABLATIONS[ablation])
-  lup_epoch = 4_180_243 // 800
   config.optim = config_blocks.optim(name="sgd", lr=0.3 * 800 / 2560, momentum=0.9,
                                      weight_decay=1e-4, schedule="cosine")
-  config.train = config_blocks.train(batch_size=800, steps=200 * lup_epoch, log_every=100,
+  config.train = config_blocks.train(batch_size=800, epochs=200, log_every=100,
                                      checkpoint_every=5000)
   config.eval = config_blocks.evaluation()
   config.data = config_blocks.data(train="luperson", test="market1501", root="~/datasets",
@@ -89,13 +88,13 @@ def get_config(arg: str = ""):
     # near copy of the positive, among the negatives (the pool has 3,698 images).
     config.upreid.update(momentum=0.99, temperature=0.2, queue_size=1024, projection_hidden=512)
     config.optim.update(lr=0.03)
-    config.train.update(batch_size=64, steps=600, log_every=50, checkpoint_every=300)
+    config.train.update(batch_size=64, steps=600, epochs=0.0, log_every=50, checkpoint_every=300)
     config.eval.update(before_training=True)
   elif scale == "smoke":
     config.data.update(train="synth_tiny_multi/pool", test="synth_tiny_multi/d0",
                        root="~/.cache/jreid", height=32, width=16, blur_kernel=3)
     config.model.backbone.update(name="resnet18", width=8)
     config.upreid.update(queue_size=64, projection_hidden=32, projection_dim=16, key_bn_groups=2)
-    config.train.update(batch_size=16, steps=4, log_every=1, checkpoint_every=2)
+    config.train.update(batch_size=16, steps=4, epochs=0.0, log_every=1, checkpoint_every=2)
     config.eval.update(batch_size=32)
   return config
