@@ -29,7 +29,8 @@ from jax.sharding import Mesh  # noqa: E402
 
 from benchmarks.common import load_config, write_result  # noqa: E402
 from jreid.data import pipeline  # noqa: E402
-from jreid.train import loop, sharding  # noqa: E402
+from jreid.core import sharding
+from jreid.train import loop  # noqa: E402
 
 
 def trajectory(prepared, config, devices, perturb: bool, steps: int) -> list[float]:

@@ -345,7 +345,7 @@ def main(argv=None):
   names = ["probe"] + [n for n in names if n != "probe"]  # the device is named first
   budgets.setdefault("probe", float(QUICK_BUDGET if args.quick else BUDGETS["probe"]))
 
-  from jreid.train.reporting import write_json_atomic
+  from jreid.core.reporting import write_json_atomic
   scratch = pathlib.Path(tempfile.mkdtemp(prefix="jreid_device_suite_"))
   result = {"benchmark": "device_suite", "quick": args.quick, "sizes": sizes,
             "total_budget_s": args.total_budget, "parts": {}, "ratios": {}}

@@ -28,7 +28,8 @@ import numpy as np
 
 from benchmarks.common import load_config, write_result
 from jreid import compile_cache, methods
-from jreid.train import sharding, update
+from jreid.core import sharding
+from jreid.train import update
 
 
 def _median_step(step, state, steps):

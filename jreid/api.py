@@ -22,7 +22,8 @@ from jreid.data import datasets, transforms
 from jreid.errors import RunNotFoundError
 from jreid.evaluation import retrieval
 from jreid.models.reid import from_flat_config
-from jreid.train import checkpoint, loop, sharding
+from jreid.core import checkpoint, sharding
+from jreid.train import loop
 
 
 def train(config, workdir: str | pathlib.Path) -> dict:

@@ -21,7 +21,8 @@ from jreid import protocols
 from jreid.data import datasets, pipeline
 from jreid.errors import ConfigError, RunNotFoundError
 from jreid.evaluation.retrieval import extract_features
-from jreid.train import checkpoint, loop
+from jreid.core import checkpoint
+from jreid.train import loop
 
 pytestmark = pytest.mark.slow
 

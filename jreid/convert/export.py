@@ -31,7 +31,7 @@ class ExportResult:
 
 def checkpoint_variables(checkpoint: str | pathlib.Path, step: int | None = None) -> tuple[dict, str]:
   """`{"params", "batch_stats"}` of a jreid run (its workdir or checkpoints/ folder) and where they came from."""
-  from jreid.train.checkpoint import open_existing  # orbax is slow to import; only here
+  from jreid.core.checkpoint import open_existing  # orbax is slow to import; only here
   checkpointer, latest = open_existing(checkpoint)
   step = latest if step is None else step
   if step not in checkpointer.manager.all_steps():

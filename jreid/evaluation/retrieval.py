@@ -19,7 +19,7 @@ from jreid.evaluation.query_expansion import alpha_query_expansion, query_expans
 from jreid.evaluation.rerank import re_ranking
 from jreid.evaluation.roc import roc, tpr_at_fpr
 from jreid.evaluation.single_shot import evaluate_single_shot
-from jreid.train import sharding
+from jreid.core import sharding
 
 
 def extract_features(features_fn: Callable, state, records: list[Record], *, mesh,

@@ -34,8 +34,8 @@ from flax import serialization
 from jreid.data.records import Record
 from jreid.errors import ConfigError, ReIDError
 from jreid.evaluation.retrieval import extract_features
-from jreid.train import partition
-from jreid.train.reporting import write_json_atomic
+from jreid.core import partition
+from jreid.core.reporting import write_json_atomic
 
 POLICIES = ("last", "stats", "average")
 

@@ -38,10 +38,9 @@ import ml_collections
 from jreid.errors import ConfigError
 from jreid.losses import objective
 from jreid.methods import base
-from jreid.models.backbones.resnet import STEM_NORM_INPUT
 from jreid.models.reid import ReID, build_model
-from jreid.train import checkpoint, partition, precision
-from jreid.train.state import TrainState
+from jreid.core import checkpoint, partition, precision
+from jreid.core.state import TrainState
 
 NORMS = r".*/(scale|bias)"          # every BN / IN affine, BNNeck included (convs have no bias)
 ADAPTION = r".*/sa/kernel"          # every SA module
@@ -180,9 +179,11 @@ class Lifelong:
   def stem_moments(self, state: TrainState, images: jax.Array) -> jax.Array:
     """Per image, the channel means of x and x^2 where x is what the stem norm sees (B, 2C):
     the routing policy "stats" pools them into a camera's statistics."""
-    _, captured = self.model.apply(self.variables(state), images, train=False,
-                                   mutable=["intermediates"])
-    stem = captured["intermediates"]["backbone"][STEM_NORM_INPUT][0]
+    stem_conv = self.model.backbone.STEM_CONV
+    _, captured = self.model.apply(
+        self.variables(state), images, train=False, mutable=["intermediates"],
+        capture_intermediates=lambda module, _: module.scope.path == ("backbone", stem_conv))
+    stem = captured["intermediates"]["backbone"][stem_conv]["__call__"][0]
     return jnp.concatenate([jnp.mean(stem, axis=(1, 2)), jnp.mean(stem ** 2, axis=(1, 2))], axis=-1)
 
   def stem_statistics(self, state: TrainState) -> tuple:

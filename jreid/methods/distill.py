@@ -36,8 +36,8 @@ from jreid.losses import distill as kd
 from jreid.losses import objective
 from jreid.methods import base, supervised
 from jreid.models.reid import build_model, model_config
-from jreid.train import checkpoint
-from jreid.train.state import TrainState
+from jreid.core import checkpoint
+from jreid.core.state import TrainState
 
 LOGIT_LOSSES = ("l1_pkt", "kl_pkt")
 

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 from jreid.losses import objective
 from jreid.methods import base
 from jreid.models.reid import build_model
-from jreid.train import precision
-from jreid.train.state import TrainState
+from jreid.core import precision
+from jreid.core.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,8 +42,8 @@ from jreid.losses.contrastive import info_nce, mmd
 from jreid.methods import base
 from jreid.models import patches
 from jreid.models.contrastive import build_encoder
-from jreid.train import ema, precision, queue
-from jreid.train.state import TrainState
+from jreid.core import ema, precision, queue
+from jreid.core.state import TrainState
 
 
 def upreid_config(**overrides) -> ml_collections.ConfigDict:

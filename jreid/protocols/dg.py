@@ -26,7 +26,8 @@ import jax
 
 from jreid import config_blocks
 from jreid.errors import ConfigError
-from jreid.train import loop, reporting
+from jreid.core import reporting
+from jreid.train import loop
 
 MODES = ("single_source", "leave_one_out")
 COLUMNS = (("mAP", "mAP"), ("rank1", "rank-1"), ("rank5", "rank-5"), ("mINP", "mINP"))

@@ -34,7 +34,8 @@ from jreid.errors import ConfigError
 from jreid.evaluation import routing
 from jreid.evaluation.retrieval import evaluate_split
 from jreid.methods.dasa import STRATEGIES
-from jreid.train import loop, partition, reporting, sharding
+from jreid.core import partition, reporting, sharding
+from jreid.train import loop
 
 
 def _names(text: str) -> list[str]:

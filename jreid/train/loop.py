@@ -30,7 +30,8 @@ from jreid.errors import CheckpointMismatchError, ConfigError, NonFiniteLossErro
 from jreid.evaluation.retrieval import (PostProcessing, ReportOptions, evaluate_split,
                                         extract_features)
 from jreid.methods.base import Method
-from jreid.train import checkpoint, durations, partition, reporting, sharding, update
+from jreid.core import checkpoint, partition, reporting, sharding
+from jreid.train import durations, update
 from jreid.train.param_groups import ALL
 from jreid.train.update import Update
 

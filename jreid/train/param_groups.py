@@ -2,7 +2,7 @@
 
 Every optimiser of every method reads one `ParamTable` (`optim.build`, the
 shared update step `jreid.train.update`); leaves are named and matched as in
-`jreid.train.tree_paths` (a regex over the whole '/'-joined path). Its rows:
+`jreid.core.tree_paths` (a regex over the whole '/'-joined path). Its rows:
 
   groups     `optim.groups`: `(pattern, lr_multiplier, wd_multiplier)`, the first
              matching group wins, unmatched leaves get 1, 1. FastReID's
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from jreid.errors import ConfigError
-from jreid.train import partition, tree_paths
+from jreid.core import partition, tree_paths
 
 ALL = ".*"
 

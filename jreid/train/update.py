@@ -4,7 +4,7 @@ A method computes its losses; `Update` does the rest the same way for all of
 them, so a setting means the same thing whichever method runs:
 
   * mixed precision: `to_compute` casts params and images to
-    `train.compute_dtype` for the forward (`jreid.train.precision`); master
+    `train.compute_dtype` for the forward (`jreid.core.precision`); master
     weights, optimiser state and BN statistics stay float32;
   * gradient clipping, per-group lr / weight decay and the timed freeze are
     in `tx` (`jreid.train.optim`, one `ParamTable`);
@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jreid.train import optim, partition, precision
+from jreid.core import partition, precision
+from jreid.train import optim
 from jreid.train.param_groups import ALL, ParamTable, hold
 
 

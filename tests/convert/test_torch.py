@@ -17,8 +17,8 @@ from benchmarks import torch_resnet
 from jreid.convert import export, load, torch_names
 from jreid.errors import CheckpointMismatchError, WeightsFileError
 from jreid.tools import export as export_tool
-from jreid.train.checkpoint import Checkpointer
-from jreid.train.state import TrainState
+from jreid.core.checkpoint import Checkpointer
+from jreid.core.state import TrainState
 
 torch.set_num_threads(1)
 IMAGE = (64, 32)  # H, W of the test images

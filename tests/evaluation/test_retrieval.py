@@ -10,7 +10,7 @@ from jreid.evaluation import (alpha_query_expansion, compute_distance, evaluate_
 from jreid.evaluation import retrieval
 from jreid.evaluation.dsr import dsr_distance
 from jreid.evaluation.single_shot import evaluate_single_shot
-from jreid.train import sharding
+from jreid.core import sharding
 
 OPTIONS = pipeline.ImageOptions(height=16, width=8)
 

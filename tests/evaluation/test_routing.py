@@ -6,7 +6,7 @@ import pytest
 from jreid.data.records import Record
 from jreid.errors import ConfigError
 from jreid.evaluation import routing
-from jreid.train.state import TrainState
+from jreid.core.state import TrainState
 
 STEM = 3  # channels of the fake stem
 

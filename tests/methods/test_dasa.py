@@ -11,7 +11,8 @@ from jreid import config_blocks
 from jreid.errors import ConfigError
 from jreid.methods import dasa
 from jreid.models.reid import model_config
-from jreid.train import optim, partition, update
+from jreid.core import partition
+from jreid.train import optim, update
 
 
 def _build(config, num_classes=6):

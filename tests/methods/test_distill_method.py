@@ -12,8 +12,9 @@ from jreid.losses import distill as kd
 from jreid.losses import objective
 from jreid.methods.distill import DistillState, teacher_config
 from jreid.models.reid import build_model, model_config
-from jreid.train import checkpoint, optim, update
-from jreid.train.state import TrainState
+from jreid.core import checkpoint
+from jreid.train import optim, update
+from jreid.core.state import TrainState
 
 NUM_CLASSES, HEIGHT, WIDTH = 4, 32, 16
 

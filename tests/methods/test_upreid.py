@@ -16,8 +16,9 @@ from jreid.convert import export
 from jreid.errors import ConfigError
 from jreid.methods import upreid
 from jreid.models.reid import build_model, model_config
-from jreid.train import checkpoint, loop, optim, partition, update
-from jreid.train.state import TrainState
+from jreid.core import checkpoint, partition
+from jreid.train import loop, optim, update
+from jreid.core.state import TrainState
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 B, H, W = 8, 32, 16

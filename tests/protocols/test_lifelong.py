@@ -19,7 +19,7 @@ from jreid.data import datasets, pipeline
 from jreid.evaluation import routing
 from jreid.methods.dasa import STRATEGIES
 from jreid.models.reid import build_model
-from jreid.train import checkpoint, partition
+from jreid.core import checkpoint, partition
 
 pytestmark = pytest.mark.slow
 REPO = pathlib.Path(__file__).resolve().parents[2]

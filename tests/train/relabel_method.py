@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jreid.methods import base
-from jreid.train.state import TrainState
+from jreid.core.state import TrainState
 
 NUM_CLUSTERS = 4
 FEATURES = 8

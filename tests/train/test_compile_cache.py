@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jreid import compile_cache
-from jreid.train import checkpoint
+from jreid.core import checkpoint
 
 pytestmark = pytest.mark.slow
 REPO = pathlib.Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from jreid.train import checkpoint
+from jreid.core import checkpoint
 from tests.conftest import write_market_tree
 
 pytestmark = pytest.mark.slow

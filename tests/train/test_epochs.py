@@ -20,7 +20,8 @@ import pytest
 from jreid import config_blocks, methods
 from jreid.errors import ConfigError
 from jreid.methods import base
-from jreid.train import checkpoint, durations, loop
+from jreid.core import checkpoint
+from jreid.train import durations, loop
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -98,7 +99,8 @@ import json, os, signal, sys
 import ml_collections
 sys.path.insert(0, {here!r})
 from jreid import methods
-from jreid.train import checkpoint, loop
+from jreid.core import checkpoint
+from jreid.train import loop
 methods.METHODS["relabel"] = "relabel_method"
 config, workdir, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
 save = checkpoint.Checkpointer.save

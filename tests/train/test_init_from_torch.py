@@ -9,7 +9,8 @@ import torch
 
 from benchmarks.common import load_config
 from jreid.errors import CheckpointMismatchError
-from jreid.train import checkpoint, loop
+from jreid.core import checkpoint
+from jreid.train import loop
 from tests.convert.test_torch import Baseline, randomize
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from jreid import config_blocks
 from jreid.errors import ConfigError
-from jreid.train import optim, param_groups, tree_paths
+from jreid.core import tree_paths
+from jreid.train import optim, param_groups
 
 PARAMS = {"backbone": {"conv": {"kernel": np.array([1.0, -2.0], np.float32)}},
           "head": {"neck": {"bias": np.array([0.5], np.float32),

@@ -192,9 +192,6 @@ def stem_max_pool(x: jax.Array, ceil_mode: bool) -> jax.Array:
 
 
 Block = tuple[int, int]  # (stage 1..4, block index from 0), as in `layer{stage}_{index}`
-# The stem conv's output, the input of the stem norm, sown into "intermediates" when that
-# collection is mutable (DASA's camera routing compares its moments with the norm's statistics).
-STEM_NORM_INPUT = "stem_norm_input"
 
 
 class ResNet(nn.Module):
@@ -231,7 +228,10 @@ class ResNet(nn.Module):
   conv_impl: str = "xla"
   sa_kernel: int = 0
   sa_stages: Sequence[int] = (0, 1, 2, 3, 4)
-  STEM_NORM: ClassVar[str] = "bn1"  # the stem norm's name in the tree
+  # The stem's conv and norm by name: DASA's camera routing compares the moments of the conv's
+  # output with the norm's running statistics.
+  STEM_CONV: ClassVar[str] = "conv1"
+  STEM_NORM: ClassVar[str] = "bn1"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -244,8 +244,7 @@ class ResNet(nn.Module):
     intermediates = {}
     if self.first is None:
       x = Conv(self.width, 7, stride=2, padding=3, impl=self.conv_impl,
-               sa_kernel=self.sa_kernel if 0 in self.sa_stages else 0, name="conv1")(x)
-      self.sow("intermediates", STEM_NORM_INPUT, x)
+               sa_kernel=self.sa_kernel if 0 in self.sa_stages else 0, name=self.STEM_CONV)(x)
       if kind == "b":
         x = instance_norm(name=self.STEM_NORM)(x)
       else:

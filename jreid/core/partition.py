@@ -1,7 +1,7 @@
 """Pytrees split and merged by path pattern: freezing and DASA's per-domain banks are dict operations.
 
 A path is the '/'-joined key path of a leaf (`backbone/layer1_0/bn1/scale`),
-a pattern a Python regex that must match the whole path (`jreid.train.tree_paths`,
+a pattern a Python regex that must match the whole path (`jreid.core.tree_paths`,
 the naming every module shares). `select` keeps the matching leaves, `exclude`
 the others, `merge` lays trees over each other; `merge(exclude(t, p),
 select(t, p)) == t` for every tree and pattern, so a bank can be cut out of
@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from jreid.train.tree_paths import SEP, matcher
+from jreid.core.tree_paths import SEP, matcher
 
 
 def _flat(tree) -> dict:

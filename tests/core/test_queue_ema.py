@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jreid.train import ema, queue
+from jreid.core import ema, queue
 
 
 def _keys(*values, dim=3):

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from jreid.train import reporting
+from jreid.core import reporting
 
 
 def test_json_writes_are_atomic_and_lines_rewind(tmp_path):

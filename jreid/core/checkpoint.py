@@ -16,7 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jreid.errors import CheckpointMismatchError
-from jreid.train import tree_paths
+from jreid.core import tree_paths
 
 CHECKPOINT_SUBDIR = "checkpoints"
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from jreid.errors import CheckpointMismatchError
-from jreid.train import checkpoint
-from jreid.train.state import TrainState
+from jreid.core import checkpoint
+from jreid.core.state import TrainState
 
 
 def _state(width):

@@ -1,7 +1,7 @@
 """Pytree partitions by path pattern: select / exclude / merge round trips."""
 import numpy as np
 
-from jreid.train import partition
+from jreid.core import partition
 
 TREE = {"backbone": {"conv1": {"kernel": np.ones((3, 3, 3, 4)), "sa": {"kernel": np.zeros((5, 5, 4))}},
                      "bn1": {"scale": np.ones(4), "bias": np.zeros(4)}},
