@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 from jax.sharding import Mesh  # noqa: E402
 
 from benchmarks.common import load_config, write_result  # noqa: E402
+from jreid.core import sharding  # noqa: E402
 from jreid.data import pipeline  # noqa: E402
-from jreid.core import sharding
 from jreid.train import loop  # noqa: E402
 
 
@@ -43,11 +43,11 @@ def trajectory(prepared, config, devices, perturb: bool, steps: int) -> list[flo
   state = jax.device_put(state, repl)
   step_fn = jax.jit(prepared.method.train_step, in_shardings=(repl, batch_sharding, repl),
                     out_shardings=(repl, repl))
-  make_dataset = getattr(prepared.method, "train_dataset", pipeline.train_dataset)  # as the loop
+  make_dataset = prepared.method.train_dataset or pipeline.train_dataset  # as the loop
   batches = iter(make_dataset(prepared.data.train, options=prepared.options,
                               batch_size=config.train.batch_size,
                               num_instances=config.data.num_instances,
-                              num_steps=config.train.steps, seed=config.seed))
+                              num_steps=prepared.config.train.steps, seed=config.seed))
   _, train_rng = jax.random.split(jax.random.key(config.seed))
   losses = []
   for step in range(steps):  # the first steps of the configured run, its lr schedule unchanged

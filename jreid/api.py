@@ -18,11 +18,11 @@ import ml_collections
 import numpy as np
 
 from jreid import config_blocks, protocols
+from jreid.core import checkpoint, sharding
 from jreid.data import datasets, transforms
 from jreid.errors import RunNotFoundError
 from jreid.evaluation import retrieval
 from jreid.models.reid import from_flat_config
-from jreid.core import checkpoint, sharding
 from jreid.train import loop
 
 

@@ -10,8 +10,8 @@ import pathlib
 
 import ml_collections
 
-from jreid.errors import ConfigError
 from jreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from jreid.errors import ConfigError
 
 
 def data(*, train: str, test: str, root: str, height: int, width: int) -> ml_collections.ConfigDict:

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import jreid
 from jreid import protocols
-from jreid.data import datasets, pipeline
+import jreid
+from jreid.core import checkpoint
+from jreid.data import datasets
 from jreid.errors import ConfigError, RunNotFoundError
 from jreid.evaluation.retrieval import extract_features
-from jreid.core import checkpoint
 from jreid.train import loop
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jreid.errors import CheckpointMismatchError
 from jreid.core import tree_paths
+from jreid.errors import CheckpointMismatchError
 
 CHECKPOINT_SUBDIR = "checkpoints"
 

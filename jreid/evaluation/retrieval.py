@@ -8,6 +8,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from jreid.core import sharding
 from jreid.data import pipeline
 from jreid.data.records import Record, Split
 from jreid.errors import ConfigError
@@ -19,7 +20,6 @@ from jreid.evaluation.query_expansion import alpha_query_expansion, query_expans
 from jreid.evaluation.rerank import re_ranking
 from jreid.evaluation.roc import roc, tpr_at_fpr
 from jreid.evaluation.single_shot import evaluate_single_shot
-from jreid.core import sharding
 
 
 def extract_features(features_fn: Callable, state, records: list[Record], *, mesh,

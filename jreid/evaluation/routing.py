@@ -31,11 +31,11 @@ import jax
 import numpy as np
 from flax import serialization
 
+from jreid.core import partition
+from jreid.core.reporting import write_json_atomic
 from jreid.data.records import Record
 from jreid.errors import ConfigError, ReIDError
 from jreid.evaluation.retrieval import extract_features
-from jreid.core import partition
-from jreid.core.reporting import write_json_atomic
 
 POLICIES = ("last", "stats", "average")
 

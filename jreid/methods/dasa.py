@@ -35,12 +35,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jreid.core import checkpoint, partition, precision
+from jreid.core.state import TrainState
 from jreid.errors import ConfigError
 from jreid.losses import objective
 from jreid.methods import base
 from jreid.models.reid import ReID, build_model
-from jreid.core import checkpoint, partition, precision
-from jreid.core.state import TrainState
 
 NORMS = r".*/(scale|bias)"          # every BN / IN affine, BNNeck included (convs have no bias)
 ADAPTION = r".*/sa/kernel"          # every SA module

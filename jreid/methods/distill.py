@@ -31,13 +31,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jreid.core import checkpoint
+from jreid.core.state import TrainState
 from jreid.errors import CheckpointMismatchError, ConfigError
 from jreid.losses import distill as kd
 from jreid.losses import objective
 from jreid.methods import base, supervised
 from jreid.models.reid import build_model, model_config
-from jreid.core import checkpoint
-from jreid.core.state import TrainState
 
 LOGIT_LOSSES = ("l1_pkt", "kl_pkt")
 

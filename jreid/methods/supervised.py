@@ -15,11 +15,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jreid.core import precision
+from jreid.core.state import TrainState
 from jreid.losses import objective
 from jreid.methods import base
 from jreid.models.reid import build_model
-from jreid.core import precision
-from jreid.core.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)

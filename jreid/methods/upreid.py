@@ -36,14 +36,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jreid.core import ema, precision, queue
+from jreid.core.state import TrainState
 from jreid.data import pipeline
 from jreid.errors import ConfigError
 from jreid.losses.contrastive import info_nce, mmd
 from jreid.methods import base
 from jreid.models import patches
 from jreid.models.contrastive import build_encoder
-from jreid.core import ema, precision, queue
-from jreid.core.state import TrainState
 
 
 def upreid_config(**overrides) -> ml_collections.ConfigDict:

@@ -25,8 +25,8 @@ import pathlib
 import jax
 
 from jreid import config_blocks
-from jreid.errors import ConfigError
 from jreid.core import reporting
+from jreid.errors import ConfigError
 from jreid.train import loop
 
 MODES = ("single_source", "leave_one_out")

@@ -29,12 +29,12 @@ import pathlib
 
 import jax
 
+from jreid.core import partition, reporting, sharding
 from jreid.data import datasets
 from jreid.errors import ConfigError
 from jreid.evaluation import routing
 from jreid.evaluation.retrieval import evaluate_split
 from jreid.methods.dasa import STRATEGIES
-from jreid.core import partition, reporting, sharding
 from jreid.train import loop
 
 

@@ -29,8 +29,8 @@ from jreid.data.records import Record, Split, combine, relabel
 from jreid.errors import CheckpointMismatchError, ConfigError, NonFiniteLossError
 from jreid.evaluation.retrieval import (PostProcessing, ReportOptions, evaluate_split,
                                         extract_features)
-from jreid.methods.base import Method
 from jreid.core import checkpoint, partition, reporting, sharding
+from jreid.methods.base import Method
 from jreid.train import durations, update
 from jreid.train.param_groups import ALL
 from jreid.train.update import Update

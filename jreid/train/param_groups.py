@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jreid.errors import ConfigError
 from jreid.core import partition, tree_paths
+from jreid.errors import ConfigError
 
 ALL = ".*"
 

@@ -15,10 +15,10 @@ from torch import nn
 
 from benchmarks import torch_resnet
 from jreid.convert import export, load, torch_names
-from jreid.errors import CheckpointMismatchError, WeightsFileError
-from jreid.tools import export as export_tool
 from jreid.core.checkpoint import Checkpointer
 from jreid.core.state import TrainState
+from jreid.errors import CheckpointMismatchError, WeightsFileError
+from jreid.tools import export as export_tool
 
 torch.set_num_threads(1)
 IMAGE = (64, 32)  # H, W of the test images

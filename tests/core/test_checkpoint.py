@@ -2,9 +2,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jreid.errors import CheckpointMismatchError
 from jreid.core import checkpoint
 from jreid.core.state import TrainState
+from jreid.errors import CheckpointMismatchError
 
 
 def _state(width):

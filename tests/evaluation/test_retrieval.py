@@ -7,10 +7,10 @@ from jreid.data import datasets, pipeline
 from jreid.errors import ConfigError
 from jreid.evaluation import (alpha_query_expansion, compute_distance, evaluate_rank, re_ranking,
                               tpr_at_fpr)
+from jreid.core import sharding
 from jreid.evaluation import retrieval
 from jreid.evaluation.dsr import dsr_distance
 from jreid.evaluation.single_shot import evaluate_single_shot
-from jreid.core import sharding
 
 OPTIONS = pipeline.ImageOptions(height=16, width=8)
 

@@ -3,10 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jreid.core.state import TrainState
 from jreid.data.records import Record
 from jreid.errors import ConfigError
 from jreid.evaluation import routing
-from jreid.core.state import TrainState
 
 STEM = 3  # channels of the fake stem
 

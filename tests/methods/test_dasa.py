@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from jreid import config_blocks
+from jreid.core import partition
 from jreid.errors import ConfigError
 from jreid.methods import dasa
 from jreid.models.reid import model_config
-from jreid.core import partition
-from jreid.train import optim, update
+from jreid.train import update
 
 
 def _build(config, num_classes=6):

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from jreid import config_blocks, methods
+from jreid.core import checkpoint
+from jreid.core.state import TrainState
 from jreid.errors import CheckpointMismatchError, ConfigError
 from jreid.losses import distill as kd
 from jreid.losses import objective
 from jreid.methods.distill import DistillState, teacher_config
 from jreid.models.reid import build_model, model_config
-from jreid.core import checkpoint
-from jreid.train import optim, update
-from jreid.core.state import TrainState
+from jreid.train import update
 
 NUM_CLASSES, HEIGHT, WIDTH = 4, 32, 16
 

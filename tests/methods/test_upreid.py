@@ -13,12 +13,12 @@ import pytest
 
 from jreid import config_blocks
 from jreid.convert import export
+from jreid.core import checkpoint, partition
+from jreid.core.state import TrainState
 from jreid.errors import ConfigError
 from jreid.methods import upreid
 from jreid.models.reid import build_model, model_config
-from jreid.core import checkpoint, partition
-from jreid.train import loop, optim, update
-from jreid.core.state import TrainState
+from jreid.train import loop, update
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 B, H, W = 8, 32, 16

@@ -15,11 +15,11 @@ import ml_collections
 import numpy as np
 import pytest
 
+from jreid.core import checkpoint, partition
 from jreid.data import datasets, pipeline
 from jreid.evaluation import routing
 from jreid.methods.dasa import STRATEGIES
 from jreid.models.reid import build_model
-from jreid.core import checkpoint, partition
 
 pytestmark = pytest.mark.slow
 REPO = pathlib.Path(__file__).resolve().parents[2]

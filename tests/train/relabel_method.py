@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jreid.methods import base
 from jreid.core.state import TrainState
+from jreid.methods import base
 
 NUM_CLUSTERS = 4
 FEATURES = 8

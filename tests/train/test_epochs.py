@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from jreid import config_blocks, methods
+from jreid.core import checkpoint
 from jreid.errors import ConfigError
 from jreid.methods import base
-from jreid.core import checkpoint
 from jreid.train import durations, loop
 
 HERE = pathlib.Path(__file__).resolve().parent

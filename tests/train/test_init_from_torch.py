@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from benchmarks.common import load_config
-from jreid.errors import CheckpointMismatchError
 from jreid.core import checkpoint
+from jreid.errors import CheckpointMismatchError
 from jreid.train import loop
 from tests.convert.test_torch import Baseline, randomize
 

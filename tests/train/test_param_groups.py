@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from jreid import config_blocks
-from jreid.errors import ConfigError
 from jreid.core import tree_paths
+from jreid.errors import ConfigError
 from jreid.train import optim, param_groups
 
 PARAMS = {"backbone": {"conv": {"kernel": np.array([1.0, -2.0], np.float32)}},
