@@ -56,3 +56,20 @@ def test_unknown_names_are_config_errors():
     optim.build(config_blocks.optim(name="adamax"), 10)
   with pytest.raises(ConfigError, match="multistep"):
     optim.build(config_blocks.optim(schedule="poly"), 10)
+
+
+def test_weight_decay_can_follow_a_cosine_schedule():
+  """SGD without momentum: each step's update is lr * (g + wd(t) p), wd cosine 0.04 -> 0.4."""
+  config = config_blocks.optim(name="sgd", lr=0.5, momentum=0.0, weight_decay=0.04,
+                               weight_decay_end=0.4, schedule="constant")
+  tx, _ = optim.build(config, total_steps=4)
+  params = {"w": jnp.array([1.0, -2.0])}
+  state = tx.init(params)
+  w = np.array([1.0, -2.0])
+  for step in range(5):
+    decay = 0.4 + (0.04 - 0.4) * 0.5 * (1 + np.cos(np.pi * min(step / 4, 1.0)))
+    updates, state = tx.update({"w": jnp.array([0.1, 0.1])}, state, params)
+    params = jax.tree.map(lambda p, u: p + u, params, updates)
+    w = w - 0.5 * (0.1 + decay * w)
+    np.testing.assert_allclose(params["w"], w, rtol=1e-6)
+  assert np.isclose(decay, 0.4)
