@@ -24,12 +24,12 @@ import numpy as np
 
 from jreid import config_blocks, methods
 from jreid.convert.load import LoadReport, load_torch_weights, resized_and_skipped
+from jreid.core import checkpoint, partition, reporting, sharding
 from jreid.data import datasets, pipeline
 from jreid.data.records import Record, Split, combine, relabel
 from jreid.errors import CheckpointMismatchError, ConfigError, NonFiniteLossError
 from jreid.evaluation.retrieval import (PostProcessing, ReportOptions, evaluate_split,
                                         extract_features)
-from jreid.core import checkpoint, partition, reporting, sharding
 from jreid.methods.base import Method
 from jreid.train import durations, update
 from jreid.train.param_groups import ALL
@@ -70,10 +70,6 @@ class Prepared:
   train_step: Callable  # jitted (state, batch, rng) -> (state, measurements), state donated
   features_fn: Callable  # jitted (state, images) -> features
   spatial_fn: Callable | None  # jitted (state, images) -> location features, if the method has them
-
-  @property
-  def tx(self):
-    return self.update.tx
 
 
 def _jit_with_constants(fn, constants, in_shardings, out_shardings, **kwargs) -> Callable:
