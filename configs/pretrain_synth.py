@@ -20,9 +20,10 @@ Presets (`--config=configs/pretrain_synth.py:<arg>`):
   `synth_lreid/u0` (unseen), neither trained on, to show the features transfer.
       python -m jreid.main --config=configs/pretrain_synth.py --workdir=runs/pretrain_synth
   then start a synthetic DASA run with `--config.init_from=runs/pretrain_synth`.
-  Measured on a 2-core CPU (pool already generated): 13 min; mAP 21.62 /
-  rank-1 24.76 on d0 and 28.79 / 29.03 on u0, against 5.72 and 5.53 mAP
-  for the untrained model.
+  Measured on a 2-core CPU (pool already generated): 13 min; mAP 23.11 /
+  rank-1 21.90 on d0 and 34.78 / 37.63 on u0 (2026-12-02; an earlier code
+  version gave 21.62 and 28.79), against 5.72 and 5.53 mAP for the untrained
+  model.
 * `ibn`: the same on ResNet-18-IBN-a, the trunk `configs/sbs.py:synth_pretrained`
   starts from (as FastReID's SBS starts from ImageNet ResNet-IBN-a weights). Measured
   (10 min on 2 cores while another run shared them): mAP 24.80 on d0, 41.21 on u0.
