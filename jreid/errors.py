@@ -31,3 +31,7 @@ class NonFiniteLossError(ReIDError, FloatingPointError):
 
 class WeightsFileError(ReIDError, OSError):
   """A weights file (PyTorch .pth, .safetensors) is missing, unreadable or holds no tensors."""
+
+
+class OutputPathError(ReIDError, OSError):
+  """An output folder or file cannot be written (a file in the way, permissions, read-only, disk full)."""

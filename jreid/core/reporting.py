@@ -6,26 +6,30 @@ import os
 import pathlib
 import tempfile
 import time
+from typing import Callable
 
 import numpy as np
+
+from jreid.core import paths
 
 
 def write_json_atomic(path: str | pathlib.Path, payload) -> None:
   """Write to a temporary file in the same folder, then rename: readers never see half a file."""
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
   text = json.dumps(payload, indent=2, sort_keys=True, default=_to_builtin) + "\n"
-  handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-  try:
-    with os.fdopen(handle, "w") as stream:
-      stream.write(text)
-      stream.flush()
-      os.fsync(stream.fileno())
-    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone to read
-    os.replace(temporary, path)
-  except BaseException:
-    pathlib.Path(temporary).unlink(missing_ok=True)
-    raise
+  with paths.writing(path, "the file"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+      with os.fdopen(handle, "w") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+      os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone to read
+      os.replace(temporary, path)
+    except BaseException:
+      pathlib.Path(temporary).unlink(missing_ok=True)
+      raise
 
 
 def _umask() -> int:
@@ -52,20 +56,44 @@ class JsonLines:
     """Drops entries after `last_step` (they were written after the checkpoint we resume from)."""
     if not self.path.exists():
       return
-    kept = [line for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= last_step]
+    kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= last_step]
     temporary = self.path.with_suffix(".rewind")
-    temporary.write_text("".join(line + "\n" for line in kept))
-    os.replace(temporary, self.path)
+    with paths.writing(self.path, "the log"):
+      try:
+        temporary.write_text("".join(line + "\n" for line in kept))
+        os.replace(temporary, self.path)
+      finally:
+        temporary.unlink(missing_ok=True)
 
   def append(self, entry: dict) -> None:
-    with self.path.open("a") as stream:
-      stream.write(json.dumps(entry, default=_to_builtin) + "\n")
+    with paths.writing(self.path, "the log", "the lines before this one are intact"):
+      with self.path.open("a") as stream:
+        stream.write(json.dumps(entry, default=_to_builtin) + "\n")
 
   def read(self) -> list[dict]:
     if not self.path.exists():
       return []
     return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def _step_of(line: str) -> float:
+  """A log line's step; a line a killed run cut short (or any unreadable one) sorts last, so a
+  rewind drops it."""
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError, TypeError):
+    return float("inf")
+
+
+def once(action: Callable[[], object]) -> Callable[[], None]:
+  """`action`, run by the first call only (a protocol's config.json, written when its first run starts)."""
+  done = []
+
+  def call() -> None:
+    if not done:
+      done.append(True)
+      action()
+  return call
 
 
 def format_duration(seconds: float) -> str:

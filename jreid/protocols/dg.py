@@ -25,7 +25,7 @@ import pathlib
 import jax
 
 from jreid import config_blocks
-from jreid.core import reporting
+from jreid.core import paths, reporting
 from jreid.errors import ConfigError
 from jreid.train import loop
 
@@ -137,13 +137,16 @@ def format_table(results: dict) -> str:
 
 def run(config, workdir: str | pathlib.Path) -> dict:
   """Trains and tests every run of `plan(config)`; returns results.json's content."""
-  workdir = pathlib.Path(workdir).expanduser()
-  workdir.mkdir(parents=True, exist_ok=True)
+  workdir = paths.check_output_folder(workdir, "workdir")
   is_main = jax.process_index() == 0
   log = (lambda text: print(text, flush=True)) if is_main else (lambda text: None)
   subs = plan(config)
-  if is_main:
-    reporting.write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
+
+  @reporting.once
+  def write_config() -> None:  # when the first run starts: a refused run writes nothing
+    if is_main:
+      reporting.write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
+
   results = {"mode": config.dg.mode, "targets": {}}
   for index, sub in enumerate(subs):
     folder, one = workdir / sub.folder, sub_config(config, sub)
@@ -151,12 +154,13 @@ def run(config, workdir: str | pathlib.Path) -> dict:
     if numbers is None:
       log(f"dg run {index + 1}/{len(subs)}: train on {', '.join(sub.train)}, test on "
           f"{', '.join(sub.test)} in {folder}")
-      numbers = loop.train_and_evaluate(one, folder)
+      numbers = loop.train(one, folder, on_start=write_config).results
     else:
       log(f"dg run {index + 1}/{len(subs)}: finished earlier, read from {folder / 'results.json'}")
     for target in sub.test:
       results["targets"][target] = {"trained_on": list(sub.train), "run": sub.folder,
                                     **_row(numbers[target])}
+    write_config()
     if is_main:
       reporting.write_json_atomic(workdir / "results.json", results)
   rows = results["targets"].values()

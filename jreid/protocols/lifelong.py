@@ -29,7 +29,7 @@ import pathlib
 
 import jax
 
-from jreid.core import partition, reporting, sharding
+from jreid.core import partition, paths, reporting, sharding
 from jreid.data import datasets
 from jreid.errors import ConfigError
 from jreid.evaluation import routing
@@ -158,12 +158,15 @@ def save_plot(results: dict, path: pathlib.Path) -> None:
 
 def run(config, workdir: str | pathlib.Path) -> dict:
   """Trains the domain sequence of `config.lifelong` and evaluates it; returns results.json's content."""
-  workdir = pathlib.Path(workdir).expanduser()
-  workdir.mkdir(parents=True, exist_ok=True)
+  workdir = paths.check_output_folder(workdir, "workdir")
   is_main = jax.process_index() == 0
   log = (lambda text: print(text, flush=True)) if is_main else (lambda text: None)
-  if is_main:
-    reporting.write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
+
+  @reporting.once
+  def write_config() -> None:  # when the first step starts: a refused run writes nothing
+    if is_main:
+      reporting.write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
+
   steps = plan(config)
   check_config(config)
   domains = [name for step in steps for name in step.datasets]
@@ -179,7 +182,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
     folder = workdir / _folder(index, step)
     log(f"lifelong step {index + 1}/{len(steps)}: {', '.join(step.datasets)} "
         f"({images} training images) in {folder}")
-    finished = loop.train(step_config(config, index, step, previous), folder)
+    finished = loop.train(step_config(config, index, step, previous), folder, on_start=write_config)
     run, state = finished.run, finished.state
     bank = run.method.bank(state.params, state.batch_stats)
     banks.append(jax.device_get(bank))

@@ -24,7 +24,7 @@ import numpy as np
 
 from jreid import config_blocks, methods
 from jreid.convert.load import LoadReport, load_torch_weights, resized_and_skipped
-from jreid.core import checkpoint, partition, reporting, sharding
+from jreid.core import checkpoint, partition, paths, reporting, sharding, tree_paths
 from jreid.data import datasets, pipeline
 from jreid.data.records import Record, Split, combine, relabel
 from jreid.errors import CheckpointMismatchError, ConfigError, NonFiniteLossError
@@ -173,12 +173,13 @@ def resolve_init_from(init_from: str, data_root: str, log) -> str:
   return str(folder)
 
 
-def _initial_state(config, ckpt, run: Prepared, log):
-  """Resume order: this workdir, `config.resume`, `config.init_from` weights, scratch."""
-  latest = ckpt.latest_step()
+def _initial_state(config, existing, run: Prepared, log):
+  """Resume order: this workdir (`existing`: its checkpoints, or None), `config.resume`,
+  `config.init_from` weights, scratch."""
+  latest = existing.latest_step() if existing is not None else None
   if latest is not None:
-    state, data_state = ckpt.restore(latest, run.abstract_state)
-    log(f"resumed from {ckpt.directory / str(latest)}")
+    state, data_state = existing.restore(latest, run.abstract_state)
+    log(f"resumed from {existing.directory / str(latest)}")
     return state, data_state
   if config.resume:
     other, step = checkpoint.open_existing(config.resume)
@@ -244,35 +245,116 @@ def _epoch_seed(seed: int, epoch: int) -> int:
   return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-def train(config, workdir: str | pathlib.Path) -> Finished:
-  """`train_and_evaluate`, keeping the final state: the lifelong protocol's one step per domain."""
-  workdir = pathlib.Path(workdir).expanduser()
-  workdir.mkdir(parents=True, exist_ok=True)
+def _non_finite_leaves(state) -> list[str]:
+  """Names of the floating-point leaves of a (host) train state that hold NaN or inf."""
+  bad = []
+  for part in ("params", "batch_stats", "opt_state"):
+    for name, leaf in tree_paths.named_leaves(getattr(state, part)):
+      if jnp.issubdtype(np.asarray(leaf).dtype, jnp.inexact) and not np.isfinite(
+          np.asarray(leaf, np.float32)).all():
+        bad.append(f"{part}/{name}")
+  return bad
+
+
+def _few(names: list[str], limit: int = 3) -> str:
+  return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+class _SoundSaver:
+  """Writes a checkpoint only once its state is known to be sound, so "last good" is good.
+
+  The loss of step k+1 is computed from the state after step k: a non-finite
+  loss there condemns that state even when all its values are finite (weights
+  so large that the forward pass overflows, whatever the optimiser does next).
+  So the state of a checkpoint step is copied to the host, checked finite, and
+  written once the next step's loss is finite; the final state, which has no
+  next loss, is written once its values are finite. A stopped run thus leaves
+  only checkpoints that a resume with a corrected config can continue from.
+  """
+
+  def __init__(self, ckpt: checkpoint.Checkpointer):
+    self.ckpt = ckpt
+    self.snapshot: tuple[int, Any, dict] | None = None  # (step, host state, data state)
+
+  @property
+  def waiting(self) -> bool:
+    return self.snapshot is not None
+
+  def offer(self, step: int, state, data_state: dict, *, final: bool) -> None:
+    host = jax.device_get(state)
+    bad = _non_finite_leaves(host)
+    if bad:
+      self.snapshot = None
+      self._stop(f"the state after step {step} holds non-finite values ({_few(bad)}), so it was "
+                 "not saved")
+    if final:
+      self.ckpt.save(step, host, data_state)
+    else:
+      self.snapshot = (step, host, data_state)
+
+  def confirm(self) -> None:
+    """The loss after the waiting snapshot was finite: write it."""
+    if self.snapshot is not None:
+      self.ckpt.save(*self.snapshot)
+      self.snapshot = None
+
+  def refuse(self, step: int) -> None:
+    cause = f"non-finite loss at step {step}"
+    if self.snapshot is not None and self.snapshot[0] == step - 1:
+      cause += f" (computed from the state after step {step - 1}, so that state was not saved)"
+    self.snapshot = None
+    self._stop(cause)
+
+  def _stop(self, cause: str) -> None:
+    self.ckpt.wait()
+    latest = self.ckpt.latest_step()
+    good = (f"last good checkpoint: {latest} in {self.ckpt.directory} (resume from it with a "
+            "corrected config, e.g. a lower optim.lr)" if latest is not None
+            else f"no checkpoint was saved in {self.ckpt.directory}")
+    raise NonFiniteLossError(f"{cause}; training stopped, {good}")
+
+
+def _set_iterator_state(iterator, data_state: dict, step: int) -> None:
+  """Restores the input pipeline's position; a stored state that does not fit is one clear line."""
+  try:
+    iterator.set_state(data_state["iterator"])
+  except (KeyError, IndexError, ValueError, TypeError) as err:
+    raise CheckpointMismatchError(
+        f"the checkpoint of step {step} holds an input-pipeline state that does not fit this run's "
+        f"training data ({type(err).__name__}: {err}); the data changed since it was saved, or the "
+        "checkpoint's data/ item was edited") from None
+
+
+def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] | None = None) -> Finished:
+  """`train_and_evaluate`, keeping the final state: the lifelong protocol's one step per domain.
+
+  Nothing is written to `workdir` until the run is known to start: its data
+  loaded, its model built and its checkpoint (if any) restored and found to
+  fit. `on_start` (a protocol's own first write) is called at that moment.
+  """
+  workdir = paths.check_output_folder(workdir, "workdir")
   sharding.maybe_initialize_distributed(config.distributed)
   is_main = jax.process_index() == 0
   log = (lambda text: print(text, flush=True)) if is_main else (lambda text: None)
-  if is_main:
-    reporting.write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
 
   run = prepare(config)
+  saved_config = config
   config, epochs = run.config, run.epochs
   data, mesh, method, options = run.data, run.mesh, run.method, run.options
   log(f"train: {len(data.train)} images, {data.num_classes} identities; test sets: "
       + ", ".join(f"{k} ({len(v.query)} query, {len(v.gallery)} gallery)" for k, v in data.tests.items()))
   total_steps = epochs.total_steps
   _, train_rng = jax.random.split(jax.random.key(config.seed))
-  ckpt = checkpoint.Checkpointer(workdir / checkpoint.CHECKPOINT_SUBDIR,
-                                 keep=config.train.keep_checkpoints)
-  state, data_state = _initial_state(config, ckpt, run, log)
+  checkpoints = workdir / checkpoint.CHECKPOINT_SUBDIR
+  existing = checkpoint.Checkpointer(checkpoints, read_only=True) if checkpoints.is_dir() else None
+  try:
+    state, data_state = _initial_state(config, existing, run, log)
+  finally:
+    if existing is not None:
+      existing.close()
   if data_state and "iterator" not in data_state:  # written before epoch records were saved
     data_state = {"iterator": data_state}
   start_step = int(jax.device_get(state.step))
-
-  metrics_log = reporting.JsonLines(workdir / "metrics.jsonl")
-  evals_log = reporting.JsonLines(workdir / "evals.jsonl")
-  if is_main:
-    metrics_log.rewind(start_step)
-    evals_log.rewind(start_step)
 
   # Identity-balanced labelled batches, unless the method reads other batches (see jreid.methods.base).
   make_train_dataset = method.train_dataset or pipeline.train_dataset
@@ -301,23 +383,6 @@ def train(config, workdir: str | pathlib.Path) -> Finished:
       evals_log.append({"step": step, **results})
     return results
 
-  if config.eval.before_training and start_step == 0:
-    evaluate(0)
-
-  progress = reporting.Progress(total_steps, start_step, config.train.batch_size)
-  pending: list[tuple[int, dict]] = []
-
-  def check_pending() -> list[tuple[int, dict]]:
-    fetched = jax.device_get(pending)
-    pending.clear()
-    for step, measurements in fetched:
-      if not math.isfinite(float(measurements["loss"])):
-        ckpt.wait()
-        raise NonFiniteLossError(
-            f"non-finite loss at step {step}; training stopped, last good checkpoint: "
-            f"{ckpt.latest_step()} in {ckpt.directory}")
-    return fetched
-
   # Without an epoch hook one pipeline covers the run (its stream does not restart at epochs);
   # with one, every epoch has its own, over that epoch's records.
   hook = method.on_epoch_start
@@ -326,7 +391,38 @@ def train(config, workdir: str | pathlib.Path) -> Finished:
   if hook is None:
     iterator = iter(dataset(data.train, total_steps, config.seed))
     if data_state:
-      iterator.set_state(data_state["iterator"])
+      _set_iterator_state(iterator, data_state, start_step)
+
+  # The run starts: from here on it writes to its workdir.
+  with paths.writing(workdir, "the workdir"):
+    workdir.mkdir(parents=True, exist_ok=True)
+  if on_start is not None:
+    on_start()
+  if is_main:
+    reporting.write_json_atomic(workdir / "config.json", json.loads(saved_config.to_json()))
+  ckpt = checkpoint.Checkpointer(checkpoints, keep=config.train.keep_checkpoints)
+  saver = _SoundSaver(ckpt)
+  metrics_log = reporting.JsonLines(workdir / "metrics.jsonl")
+  evals_log = reporting.JsonLines(workdir / "evals.jsonl")
+  if is_main:
+    metrics_log.rewind(start_step)
+    evals_log.rewind(start_step)
+
+  if config.eval.before_training and start_step == 0:
+    evaluate(0)
+
+  progress = reporting.Progress(total_steps, start_step, config.train.batch_size)
+  pending: list[tuple[int, dict]] = []
+
+  def check_pending() -> list[tuple[int, dict]]:
+    """The measurements since the last call; the first non-finite loss stops the run."""
+    fetched = jax.device_get(pending)
+    pending.clear()
+    for step, measurements in fetched:
+      if not math.isfinite(float(measurements["loss"])):
+        saver.refuse(step)
+    return fetched
+
   context = EpochContext(records=data.train, epochs=epochs, seed=config.seed, log=log,
                          _extract=lambda st, recs: extract_features(
                              features_fn, st, recs, mesh=mesh, options=options,
@@ -347,25 +443,28 @@ def train(config, workdir: str | pathlib.Path) -> Finished:
       iterator = iter(dataset(records if records is not None else data.train, end - first,
                               _epoch_seed(config.seed, epoch)))
       if step > first:
-        iterator.set_state(data_state["iterator"])
+        _set_iterator_state(iterator, data_state, step)
     for step in range(step + 1, end + 1):
       batch = sharding.global_batch(next(iterator), mesh)
       state, measurements = step_fn(state, batch, jax.random.fold_in(train_rng, step - 1))
       pending.append((step, measurements))
       last = step == total_steps
-      if step % config.train.log_every == 0 or last:
-        _, latest = check_pending()[-1]
-        entry = {"step": step, "loss": float(latest["loss"]),
-                 **{k: float(v) for k, v in sorted(latest.items()) if k != "loss"}}
-        entry["img_per_s"] = progress.throughput(step)
-        log(progress.line(step, {k: v for k, v in entry.items() if k != "img_per_s"},
-                          entry["img_per_s"]))
-        if is_main:
-          metrics_log.append(entry)
+      if step % config.train.log_every == 0 or last or saver.waiting:
+        fetched = check_pending()  # a waiting snapshot is saved once this step's loss is finite
+        saver.confirm()
+        if step % config.train.log_every == 0 or last:
+          _, latest = fetched[-1]
+          entry = {"step": step, "loss": float(latest["loss"]),
+                   **{k: float(v) for k, v in sorted(latest.items()) if k != "loss"}}
+          entry["img_per_s"] = progress.throughput(step)
+          log(progress.line(step, {k: v for k, v in entry.items() if k != "img_per_s"},
+                            entry["img_per_s"]))
+          if is_main:
+            metrics_log.append(entry)
       if step % config.train.checkpoint_every == 0 or last:
         check_pending()
-        ckpt.save(step, state, {"iterator": iterator.get_state(),
-                                "records": _records_to_json(records)})
+        saver.offer(step, state, {"iterator": iterator.get_state(),
+                                  "records": _records_to_json(records)}, final=last)
       if config.eval.every and step % config.eval.every == 0 and not last:
         evaluate(step)
   ckpt.wait()

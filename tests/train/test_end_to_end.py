@@ -213,13 +213,21 @@ def test_init_from_recipe_is_trained_once_then_reused(tmp_path):
     assert evals[0]["step"] == 0 and evals[0]["synth_tiny"] == recipe
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, market_root):
+def test_non_finite_loss_keeps_only_sound_checkpoints_and_a_corrected_resume_continues(tmp_path,
+                                                                                       market_root):
+  # lr x1e30 after step 4: update 5 gives finite but huge weights whose forward pass overflows at
+  # step 6 whatever the optimiser does, so the state after step 5 is not "good" and is not saved.
   workdir = tmp_path / "run"
-  result = run(command(workdir, market_root, "--config.train.steps=6",
-                       "--config.train.checkpoint_every=1", "--config.optim.lr=1e30",
-                       "--config.optim.warmup_steps=0"), check=False)
-  _one_line_error(result, "non-finite loss at step", "last good checkpoint")
+  schedule = ("--config.train.steps=8", "--config.train.checkpoint_every=1",
+              "--config.optim.milestones=(4,)")
+  result = run(command(workdir, market_root, *schedule, "--config.optim.gamma=1e30"), check=False)
+  _one_line_error(result, "non-finite loss at step 6", "the state after step 5, so that state was "
+                  "not saved", "last good checkpoint: 4")
   step, state = final_state(workdir)
-  assert f"non-finite loss at step {step + 1}" in result.stderr
-  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state["params"]))
+  assert step == 4
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state))
   assert not (workdir / "results.json").exists()
+  resumed = run(command(workdir, market_root, *schedule))  # the same run with gamma 0.1
+  assert "resumed from" in resumed.stdout and (workdir / "results.json").exists()
+  assert [e["step"] for e in measurements(workdir)] == list(range(1, 9))
+  assert all(np.isfinite(e["loss"]) for e in measurements(workdir))
