@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from jreid.data import synth
+from jreid.errors import ReIDError
 
 
 def _describe(preset: synth.Preset) -> str:
@@ -36,7 +38,11 @@ def main(argv=None):
   except ValueError as e:
     parser.error(str(e))
   start = time.perf_counter()
-  path = synth.ensure(args.preset, args.root, args.seed)
+  try:
+    path = synth.ensure(args.preset, args.root, args.seed)
+  except ReIDError as err:
+    print(f"jreid: error: {err}", file=sys.stderr, flush=True)
+    sys.exit(1)
   manifest = json.loads((path / "manifest.json").read_text())
   print(path)
   for d in manifest["domains"]:

@@ -268,8 +268,8 @@ class _SoundSaver:
   so large that the forward pass overflows, whatever the optimiser does next).
   So the state of a checkpoint step is copied to the host, checked finite, and
   written once the next step's loss is finite; the final state, which has no
-  next loss, is written once its values are finite. A stopped run thus leaves
-  only checkpoints that a resume with a corrected config can continue from.
+  next loss, once its evaluation found its features finite. A stopped run thus
+  leaves only checkpoints that a resume with a corrected config can continue from.
   """
 
   def __init__(self, ckpt: checkpoint.Checkpointer):
@@ -280,20 +280,17 @@ class _SoundSaver:
   def waiting(self) -> bool:
     return self.snapshot is not None
 
-  def offer(self, step: int, state, data_state: dict, *, final: bool) -> None:
+  def offer(self, step: int, state, data_state: dict) -> None:
     host = jax.device_get(state)
     bad = _non_finite_leaves(host)
     if bad:
       self.snapshot = None
       self._stop(f"the state after step {step} holds non-finite values ({_few(bad)}), so it was "
                  "not saved")
-    if final:
-      self.ckpt.save(step, host, data_state)
-    else:
-      self.snapshot = (step, host, data_state)
+    self.snapshot = (step, host, data_state)
 
   def confirm(self) -> None:
-    """The loss after the waiting snapshot was finite: write it."""
+    """The waiting snapshot proved sound (the next loss, or the final evaluation): write it."""
     if self.snapshot is not None:
       self.ckpt.save(*self.snapshot)
       self.snapshot = None
@@ -464,12 +461,14 @@ def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] |
       if step % config.train.checkpoint_every == 0 or last:
         check_pending()
         saver.offer(step, state, {"iterator": iterator.get_state(),
-                                  "records": _records_to_json(records)}, final=last)
+                                  "records": _records_to_json(records)})
       if config.eval.every and step % config.eval.every == 0 and not last:
         evaluate(step)
-  ckpt.wait()
 
+  # The final state has no next loss: its evaluation (finite features) vouches for it instead.
   results = evaluate(total_steps, pictures=config.eval.visualize)
+  saver.confirm()
+  ckpt.wait()
   if is_main:
     reporting.write_json_atomic(workdir / "results.json", results)
   ckpt.close()
