@@ -65,10 +65,7 @@ def check_output_file(path: str | pathlib.Path, what: str) -> pathlib.Path:
     raise OutputPathError(f"{what} {path} is a folder; expected a file name")
   if path.exists() and not os.access(path, os.W_OK):
     raise OutputPathError(f"{what} {path} exists and is not writable ({_writability(path.parent)})")
-  if path.parent.exists():
-    check_output_folder(path.parent, f"the folder of {what}")
-  else:
-    _check_parent_chain(path, what)
+  _check_parent_chain(path, what)
   return path
 
 
