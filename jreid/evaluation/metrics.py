@@ -146,8 +146,14 @@ def explain_no_valid_query(q_pids, g_pids, q_camids, g_camids) -> str:
     return (f"every query and gallery image has camera {cameras[0]} (0-based), so every correct "
             "match is removed as the same person seen by the same camera; the protocol needs "
             "a second camera")
+  own = np.unique(q_camids[~absent])
+  cameras = f"camera {own[0]}" if len(own) == 1 else f"cameras {', '.join(map(str, own[:5]))}"
+  same_camera = (f"find their id in the gallery only under their own camera ({cameras}, 0-based), "
+                 "where the protocol removes it: the set needs the same people seen by another camera")
+  if not absent.any():
+    return f"all {q_pids.size} queries {same_camera}"
   return (f"{int(absent.sum())} of the {q_pids.size} queries have an id absent from the gallery "
-          "and the others find their id only under their own camera, where the protocol removes it")
+          f"and the others {same_camera}")
 
 
 def _check_shapes(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):

@@ -192,7 +192,9 @@ def test_skipped_queries_do_not_count():
     ([1, 2], [0, 0], [1, 2, 2], [0, 0, 0], "every query and gallery image has camera 0"),
     ([7, 8], [0, 1], [1, 2, 2], [0, 1, 0], r"none of the 2 queries' ids \(e.g. 7, 8\) appears"),
     ([1, 7], [0, 1], [1, 2], [0, 1], "1 of the 2 queries have an id absent from the gallery and "
-     "the others find their id only under their own camera"),
+     r"the others find their id in the gallery only under their own camera \(camera 0, 0-based\)"),
+    ([1, 2], [3, 5], [1, 2, 9], [3, 5, 4], r"all 2 queries find their id in the gallery only under "
+     r"their own camera \(cameras 3, 5, 0-based\)"),
 ])
 def test_no_valid_query_says_why(q_pids, q_cams, g_pids, g_cams, why):
   arrays = [np.array(a) for a in (q_pids, g_pids, q_cams, g_cams)]
