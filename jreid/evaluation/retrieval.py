@@ -143,9 +143,10 @@ _NOT_FINITE_CAUSE = ("the model's output is not finite: a diverged run (look at 
 
 
 def check_finite(where: str, **arrays: np.ndarray) -> None:
-  """Refuses NaN/inf in any of `arrays` (features, maps or distances by name)."""
-  bad = {key: int((~np.isfinite(a)).any(axis=tuple(range(1, a.ndim))).sum()) if a.ndim > 1
-         else int((~np.isfinite(a)).sum()) for key, a in arrays.items()}
+  """Refuses NaN/inf in any of `arrays` (per image: features or maps, by name)."""
+  # Rows (images) with at least one non-finite value, per array.
+  bad = {key: int((~np.isfinite(a.reshape(len(a), -1))).any(axis=1).sum()) if a.size else 0
+         for key, a in arrays.items()}
   if any(bad.values()):
     counts = ", ".join(f"{n} of {len(arrays[key])} {key.replace('_', ' ')}"
                        for key, n in bad.items() if n)
@@ -234,7 +235,7 @@ def evaluate_split(features_fn: Callable, state, split: Split, *, mesh,
     query_maps, gallery_maps = extract(split.query, spatial_fn), extract(split.gallery, spatial_fn)
     check_finite(where, query_maps=query_maps, gallery_maps=gallery_maps)
     dsr = dsr_distance(query_maps, gallery_maps, lam=post.dsr_lambda)
-    check_finite(where, dsr_distances=dsr)
+    check_finite(where, dsr_distance_rows=dsr)
     results["dsr"] = _percent(evaluate_rank(dsr, *labels, max_rank=max_rank))
   if report is not None:
     write_report(distances, split, report)
