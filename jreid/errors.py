@@ -30,7 +30,12 @@ class NonFiniteLossError(ReIDError, FloatingPointError):
 
 
 class WeightsFileError(ReIDError, OSError):
-  """A weights file (PyTorch .pth, .safetensors) is missing, unreadable or holds no tensors."""
+  """A weights file (PyTorch .pth, .safetensors) is missing, unreadable, holds no tensors, or holds
+  a tensor that cannot be a model's value (not float, NaN/inf, a negative BN variance)."""
+
+
+class EvaluationError(ReIDError, ValueError):
+  """A test set cannot be scored: no query has a valid match, or the features are not finite."""
 
 
 class OutputPathError(ReIDError, OSError):

@@ -9,9 +9,11 @@ import atexit
 import os
 import pathlib
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 import numpy as np
 import pytest
@@ -47,6 +49,18 @@ def write_market_tree(root: pathlib.Path, *, train_ids=8, test_ids=6, per_id=4, 
   save("bounding_box_test", -1, 3, 98)  # junk
   save("bounding_box_train", -1, 1, 97)  # junk in train is ignored too
   return folder
+
+
+def bomb_png(width: int, height: int) -> bytes:
+  """A 60-byte PNG whose header claims `width` x `height` pixels (a decompression-bomb header).
+
+  Its image data is missing, so only the header check stands between it and a
+  `width * height * 3`-byte allocation.
+  """
+  def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+  header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+  return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
 
 @pytest.fixture

@@ -21,6 +21,14 @@ model whose classifier was trained on another number of identities.
 Everything that depends on the architecture (names, layouts, MGN's branch
 copies, resizing) comes from its `jreid.convert.maps.WeightMap`; this module
 is the generic part.
+
+What is copied into a floating-point variable must be a finite float tensor,
+and a BatchNorm running variance must not be negative: an integer or boolean
+tensor (a quantised or mis-exported file), a NaN/inf value or a negative
+variance would load without complaint and train to garbage, or evaluate to
+NaN features (`check_tensor`). Such a file is refused, naming the tensor.
+Tensors that are not copied (BN's integer `num_batches_tracked`, unused or
+mismatched names) are not checked: they never reach the model.
 """
 from __future__ import annotations
 
@@ -157,6 +165,33 @@ def strip_prefixes(name: str) -> str:
   return name
 
 
+def check_tensor(source: str, name: str, value: np.ndarray, key: torch_names.Key, leaf) -> None:
+  """Refuses `value` (tensor `name` of `source`) as the model variable `key` if it cannot be one.
+
+  Only floating-point targets are checked (a model's integer leaves take what
+  fits); the source must then be a float tensor with finite values, and
+  non-negative for a BatchNorm variance (`batch_stats/.../var`).
+  """
+  wanted = np.dtype(getattr(leaf, "dtype", np.float32))
+  if wanted.kind in "iub":
+    return
+  target = "/".join((key[0],) + key[1])
+  if value.dtype.kind != "f":
+    raise WeightsFileError(f"{source}: tensor {name} is {value.dtype}, but the model's {target} is "
+                           f"{wanted.name}: a weights file must hold floating-point parameters "
+                           "(is it a quantised or wrongly exported file?)")
+  finite = np.isfinite(value)
+  if not finite.all():
+    raise WeightsFileError(f"{source}: tensor {name} (the model's {target}) holds "
+                           f"{value.size - int(finite.sum())} NaN/inf values of {value.size}: the "
+                           "file is damaged or comes from a diverged run")
+  if key[0] == "batch_stats" and key[1][-1] == "var" and (value < 0).any():
+    raise WeightsFileError(f"{source}: tensor {name} (BatchNorm running variance, the model's "
+                           f"{target}) has {int((value < 0).sum())} negative values (min "
+                           f"{float(value.min()):g}); a variance is >= 0, so the file is damaged "
+                           "(evaluating with it would give NaN features)")
+
+
 def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *,
                      source: str = "the state dict", weights: str | None = None
                      ) -> tuple[dict, LoadReport]:
@@ -166,7 +201,8 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
   default the one that claims `variables`. Returns new `{"params",
   "batch_stats"}` trees (plain dicts; unloaded leaves are the target's own)
   and the report. Raises CheckpointMismatchError if nothing fits, which means
-  the file is for another architecture (or another width).
+  the file is for another architecture (or another width), and
+  WeightsFileError if a tensor it would copy is not a valid value (`check_tensor`).
   """
   target = torch_names.flatten(variables)
   weight_map = maps.resolve(target, weights)
@@ -199,6 +235,7 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
         mismatched.add(key)
         mismatch = mismatch or (name, tuple(value.shape), torch_shape)
         continue
+      check_tensor(source, name, value, key, leaf)
       merged[key] = array.astype(np.dtype(getattr(leaf, "dtype", np.float32)))
       filled.add(key)
       copied = True

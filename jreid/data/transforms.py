@@ -6,6 +6,8 @@ erasing filled with the ImageNet mean, normalise.
 """
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 from PIL import Image
 
@@ -15,12 +17,38 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# What PIL raises on a damaged, truncated or mislabelled file (found by corrupting JPEG, PNG,
+# BMP, GIF, TIFF and WebP files byte by byte), a folder or a missing file (OSError), and on a
+# header claiming more than twice `Image.MAX_IMAGE_PIXELS` (DecompressionBombError). The
+# warning is an exception only where warnings are made errors; see `decode`.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, OverflowError, struct.error,
+                 Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
 def decode(path: str) -> np.ndarray:
+  """The image at `path` as HWC uint8 RGB; an `ImageReadError` naming the file if it cannot be.
+
+  A header claiming more than `PIL.Image.MAX_IMAGE_PIXELS` pixels (PIL warns,
+  and decodes up to twice that) is refused as well: no person crop is that
+  large, and decoding one per training step would exhaust memory long
+  before it failed. Raising `Image.MAX_IMAGE_PIXELS` (or setting it to None)
+  lets such files through, as it does for PIL itself.
+  """
+  limit = Image.MAX_IMAGE_PIXELS
   try:
     with Image.open(path) as image:
-      return np.asarray(image.convert("RGB"))
-  except (OSError, ValueError, SyntaxError) as err:
-    raise ImageReadError(f"cannot read image {path}: {err}") from None
+      width, height = image.size
+      if limit is None or width * height <= limit:
+        return np.asarray(image.convert("RGB"))
+  except DECODE_ERRORS as err:
+    bomb = isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning))
+    raise ImageReadError(f"cannot read image {path}: {err}{_BOMB_HINT if bomb else ''}") from None
+  raise ImageReadError(f"cannot read image {path}: its header claims {width}x{height} = "
+                       f"{width * height} pixels, more than the limit of {limit}{_BOMB_HINT}")
+
+
+_BOMB_HINT = (" (PIL's decompression-bomb guard, PIL.Image.MAX_IMAGE_PIXELS; a person crop has a "
+              "few thousand pixels: is the file damaged?)")
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

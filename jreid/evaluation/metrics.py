@@ -4,8 +4,20 @@ For each query, the gallery is ranked by ascending distance and the items with
 the query's pid *and* camera are removed: they are the same person seen by
 the same camera, which says nothing about re-identification. Every other
 item keeps its place; an item of another pid (including Market's pid-0
-distractors) is simply a wrong match. Queries left with no correct match are
-skipped and do not count in any average.
+distractors) is simply a wrong match.
+
+Degenerate splits. A query left with no correct match (its id is not in the
+gallery, or only under its own camera) is skipped: it counts in no average,
+and `num_valid` says how many queries did count, as FastReID and torchreid
+do. When no query is valid every metric is 0/0, so there is no number to
+report: `evaluate_rank` raises a ValueError saying why (`explain_no_valid_query`:
+ids absent from the gallery, or every match under the query's own camera, as
+in a single-camera set), and jreid's evaluation reports it as an
+`EvaluationError` naming the test set (`retrieval.check_split`, which needs
+only the labels, so a run can refuse such a set before it trains). NaN
+distances raise too, since no ranking of them means anything; +-inf are
+ranked as the largest / smallest distances (`retrieval.evaluate_split`
+refuses non-finite features and distances before they get here).
 
 Ties in distance are broken by gallery index (the lower index ranks first),
 as a stable sort does. Without a fixed rule, tied distances (quantised
@@ -49,7 +61,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 5
 
   Raises:
     ValueError: on inconsistent shapes, NaN distances, or when no query has
-      a correct match (every metric would be 0/0).
+      a correct match (every metric would be 0/0; the message says why).
   """
   distmat = np.asarray(distmat)
   q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
@@ -78,8 +90,9 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 5
   num_valid = int(valid.sum())
   if num_valid == 0:
     raise ValueError(
-        "no query has a correct match in the gallery (after removing same-pid, "
-        "same-camera items); CMC/mAP/mINP are undefined")
+        "no query has a correct match in the gallery (after removing same-pid, same-camera "
+        "items), so CMC/mAP/mINP are undefined: "
+        + explain_no_valid_query(q_pids, g_pids, q_camids, g_camids))
   # A query counts in cmc[k] once its first match is at rank <= k+1; queries
   # whose first match is beyond max_rank fall in the dropped overflow bin.
   hits = np.bincount(np.minimum(first[valid], max_rank + 1) - 1, minlength=max_rank + 1)
@@ -90,6 +103,57 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 5
       "mINP": float((num_rel[valid] / hardest[valid]).mean()),
       "num_valid": num_valid,
   }
+
+
+def valid_queries(q_pids, g_pids, q_camids, g_camids) -> np.ndarray:
+  """(Q,) bool: which queries keep a correct match after the same-id-same-camera removal.
+
+  Labels only, no distances: a query is valid iff the gallery holds its id
+  under some other camera. Counts per gallery id and per (id, camera) pair
+  give it in O((Q + G) log G), without a (Q, G) matrix.
+  """
+  q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
+  q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
+  if g_pids.size == 0 or q_pids.size == 0:
+    return np.zeros(q_pids.shape, bool)
+  pids = np.unique(g_pids)
+  cams = np.unique(np.concatenate([q_camids, g_camids]))
+  g_index = np.searchsorted(pids, g_pids)
+  per_pid = np.bincount(g_index, minlength=len(pids))
+  pairs, per_pair = np.unique(g_index * len(cams) + np.searchsorted(cams, g_camids),
+                              return_counts=True)
+  q_index = np.minimum(np.searchsorted(pids, q_pids), len(pids) - 1)
+  in_gallery = pids[q_index] == q_pids
+  q_pair = q_index * len(cams) + np.searchsorted(cams, q_camids)
+  at = np.minimum(np.searchsorted(pairs, q_pair), len(pairs) - 1)
+  same_camera = np.where(pairs[at] == q_pair, per_pair[at], 0)
+  return in_gallery & (per_pid[q_index] - same_camera > 0)
+
+
+def explain_no_valid_query(q_pids, g_pids, q_camids, g_camids) -> str:
+  """Why no query has a correct match, in words a user can act on."""
+  q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
+  q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
+  if q_pids.size == 0 or g_pids.size == 0:
+    return f"the split has {q_pids.size} queries and {g_pids.size} gallery images"
+  absent = ~np.isin(q_pids, g_pids)
+  shown = ", ".join(str(p) for p in np.unique(q_pids)[:5])
+  if absent.all():
+    return (f"none of the {q_pids.size} queries' ids (e.g. {shown}) appears in the gallery: are "
+            "query and gallery from the same dataset?")
+  cameras = np.unique(np.concatenate([q_camids, g_camids]))
+  if len(cameras) == 1:
+    return (f"every query and gallery image has camera {cameras[0]} (0-based), so every correct "
+            "match is removed as the same person seen by the same camera; the protocol needs "
+            "a second camera")
+  own = np.unique(q_camids[~absent])
+  cameras = f"camera {own[0]}" if len(own) == 1 else f"cameras {', '.join(map(str, own[:5]))}"
+  same_camera = (f"find their id in the gallery only under their own camera ({cameras}, 0-based), "
+                 "where the protocol removes it: the set needs the same people seen by another camera")
+  if not absent.any():
+    return f"all {q_pids.size} queries {same_camera}"
+  return (f"{int(absent.sum())} of the {q_pids.size} queries have an id absent from the gallery "
+          f"and the others {same_camera}")
 
 
 def _check_shapes(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):

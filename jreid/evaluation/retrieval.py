@@ -1,7 +1,24 @@
-"""Feature extraction + ranking evaluation of one test split, as the loop runs it."""
+"""Feature extraction + ranking evaluation of one test split, as the loop runs it.
+
+A split that cannot be scored is an `EvaluationError` naming the test set and
+the likely cause, never a traceback from deep inside a metric:
+
+* no query with a correct match (ids absent from the gallery, or one camera
+  only), an empty query or gallery, or `eval.roc` on a gallery without any
+  pair of different ids: `check_split`, from the labels alone, so it costs
+  nothing and can run before training (queries without a match, when some
+  have one, are skipped as the protocol says; see `jreid.evaluation.metrics`);
+* NaN/inf features or distances (a diverged model, or weights holding
+  NaN/inf or a negative BatchNorm variance): checked after extraction.
+
+Query expansion asking for more neighbours than the gallery holds is a
+`ConfigError` naming the key. The ROC picture of a report is left out (and
+the rest drawn) when the gallery has no pair of different ids.
+"""
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 from typing import Callable
 
@@ -11,11 +28,11 @@ import numpy as np
 from jreid.core import sharding
 from jreid.data import pipeline
 from jreid.data.records import Record, Split
-from jreid.errors import ConfigError
+from jreid.errors import ConfigError, EvaluationError
 from jreid.evaluation import visualize
 from jreid.evaluation.distance import compute_distance
 from jreid.evaluation.dsr import dsr_distance
-from jreid.evaluation.metrics import evaluate_rank
+from jreid.evaluation.metrics import evaluate_rank, explain_no_valid_query, valid_queries
 from jreid.evaluation.query_expansion import alpha_query_expansion, query_expansion
 from jreid.evaluation.rerank import re_ranking
 from jreid.evaluation.roc import roc, tpr_at_fpr
@@ -80,6 +97,73 @@ def _percent(metrics: dict) -> dict:
           "rank10": 100 * cmc[min(9, len(cmc) - 1)]}
 
 
+def describe(split: Split, name: str | None = None) -> str:
+  """How a message names a test set: its name, else the folder its queries are in."""
+  if name:
+    return f"test set {name!r}"
+  records = split.query or split.gallery
+  if not records:
+    return "an empty test set"
+  folders = sorted({os.path.dirname(r.path) for r in records})
+  folder = folders[0] if len(folders) == 1 else os.path.commonpath(folders)
+  return f"the test set {'with queries in' if split.query else 'with its gallery in'} {folder}"
+
+
+def check_split(split: Split, post: PostProcessing = PostProcessing(), *,
+                name: str | None = None) -> int:
+  """Refuses a split that cannot be scored, from its labels alone; returns its valid query count.
+
+  Cheap (no image is read), so a run can call it for every test set before it
+  trains; `evaluate_split` calls it too.
+  """
+  where = describe(split, name)
+  if not split.query or not split.gallery:
+    raise EvaluationError(f"{where} has {len(split.query)} query and {len(split.gallery)} gallery "
+                          "images; a test set needs both (is it a training-only dataset?)")
+  labels = _labels(split)
+  num_valid = int(valid_queries(*labels).sum())
+  if num_valid == 0:
+    raise EvaluationError(f"{where}: no query has a correct match in the gallery after the "
+                          "protocol removes same-id same-camera images, so mAP/CMC are undefined: "
+                          + explain_no_valid_query(*labels))
+  if post.roc and len({r.pid for r in split.query} | {r.pid for r in split.gallery}) < 2:
+    raise EvaluationError(f"{where}: eval.roc needs query-gallery pairs of different ids, but "
+                          "every image has the same id; set eval.roc=False for it")
+  for key, value in (("qe_top_m", post.qe_top_m if post.query_expansion == "qe" else 0),
+                     ("aqe_k", post.aqe_k - 1 if post.query_expansion == "alpha_qe" else 0)):
+    if value > len(split.gallery):
+      raise ConfigError(f"eval.{key}={getattr(post, key)} asks for {value} gallery neighbours "
+                        f"per query, but {where} has {len(split.gallery)} gallery images")
+  return num_valid
+
+
+_NOT_FINITE_CAUSE = ("the model's output is not finite: a diverged run (look at the training "
+                     "losses), or weights from init_from/resume holding NaN/inf or a negative "
+                     "BatchNorm running variance")
+
+
+def check_finite(where: str, **arrays: np.ndarray) -> None:
+  """Refuses NaN/inf in any of `arrays` (per image: features or maps, by name)."""
+  # Rows (images) with at least one non-finite value, per array.
+  bad = {key: int((~np.isfinite(a.reshape(len(a), -1))).any(axis=1).sum()) if a.size else 0
+         for key, a in arrays.items()}
+  if any(bad.values()):
+    counts = ", ".join(f"{n} of {len(arrays[key])} {key.replace('_', ' ')}"
+                       for key, n in bad.items() if n)
+    raise EvaluationError(f"{where}: NaN or inf in {counts}, so no ranking is possible; "
+                          f"{_NOT_FINITE_CAUSE}")
+
+
+def _check_distances(where: str, distances: np.ndarray, metric: str, *features) -> None:
+  """Finite features can still give inf/NaN distances: squares of huge norms overflow float32."""
+  if np.isfinite(distances).all():
+    return
+  largest = max(float(np.abs(f).max()) for f in features)
+  raise EvaluationError(f"{where}: the {metric} distances are NaN or inf though the features are "
+                        f"finite: feature values up to {largest:g} overflow float32 when squared "
+                        "(eval.metric='cosine' normalises them; or the model is diverging)")
+
+
 def expand_queries(query: np.ndarray, gallery: np.ndarray, post: PostProcessing) -> np.ndarray:
   if post.query_expansion == "qe":
     return query_expansion(query, gallery, post.qe_top_m)
@@ -97,9 +181,10 @@ def write_report(distances, split: Split, report: ReportOptions) -> None:
                             num_queries=report.num_queries, topk=report.topk, seed=report.seed)
   visualize.save_distance_distribution(distances, q_pids, g_pids, q_camids, g_camids,
                                        out_dir / "distance_distribution.png")
-  fpr, tpr, _ = roc(distances, q_pids, g_pids, q_camids, g_camids)
-  marks = tpr_at_fpr(distances, q_pids, g_pids, q_camids, g_camids)
-  visualize.save_roc_curve(fpr, tpr, out_dir / "roc.png", marks=marks)
+  if len(np.unique(np.concatenate([q_pids, g_pids]))) > 1:  # else no negative pair: no ROC
+    fpr, tpr, _ = roc(distances, q_pids, g_pids, q_camids, g_camids)
+    marks = tpr_at_fpr(distances, q_pids, g_pids, q_camids, g_camids)
+    visualize.save_roc_curve(fpr, tpr, out_dir / "roc.png", marks=marks)
 
 
 def evaluate_split(features_fn: Callable, state, split: Split, *, mesh,
@@ -107,7 +192,8 @@ def evaluate_split(features_fn: Callable, state, split: Split, *, mesh,
                    max_rank: int = 50, report: ReportOptions | None = None,
                    post: PostProcessing = PostProcessing(),
                    spatial_fn: Callable | None = None,
-                   embed: Callable[[list[Record]], np.ndarray] | None = None) -> dict:
+                   embed: Callable[[list[Record]], np.ndarray] | None = None,
+                   name: str | None = None) -> dict:
   """FastReID's numbers for one dataset, in percent (mAP, rank-1/5/10, mINP).
 
   `post` adds query expansion (applied to every number reported), re-ranked
@@ -117,13 +203,18 @@ def evaluate_split(features_fn: Callable, state, split: Split, *, mesh,
   With `report`, also writes the rank-list, distance and ROC pictures.
   `embed(records) -> features` replaces `features_fn` for query and gallery
   where each image needs its own weights (DASA's routing to domain banks).
+  `name` names the test set in errors (`check_split`, `check_finite`).
   """
+  where = describe(split, name)
+  check_split(split, post, name=name)
   extract = lambda records, fn=features_fn: extract_features(fn, state, records, mesh=mesh,
                                                              options=options, batch_size=batch_size)
   embed = embed or extract
   query, gallery = embed(split.query), embed(split.gallery)
+  check_finite(where, query_features=query, gallery_features=gallery)
   query = expand_queries(query, gallery, post)
   distances = compute_distance(query, gallery, metric=metric)
+  _check_distances(where, distances, metric, query, gallery)
   labels = _labels(split)
   metrics = evaluate_rank(distances, *labels, max_rank=max_rank)
   results = {**_percent(metrics), "num_query": len(split.query), "num_gallery": len(split.gallery),
@@ -141,8 +232,10 @@ def evaluate_split(features_fn: Callable, state, split: Split, *, mesh,
   if post.dsr:
     if spatial_fn is None:
       raise ConfigError("eval.dsr needs a method with spatial_features (a CNN backbone map)")
-    dsr = dsr_distance(extract(split.query, spatial_fn), extract(split.gallery, spatial_fn),
-                       lam=post.dsr_lambda)
+    query_maps, gallery_maps = extract(split.query, spatial_fn), extract(split.gallery, spatial_fn)
+    check_finite(where, query_maps=query_maps, gallery_maps=gallery_maps)
+    dsr = dsr_distance(query_maps, gallery_maps, lam=post.dsr_lambda)
+    check_finite(where, dsr_distance_rows=dsr)
     results["dsr"] = _percent(evaluate_rank(dsr, *labels, max_rank=max_rank))
   if report is not None:
     write_report(distances, split, report)

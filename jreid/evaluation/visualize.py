@@ -95,9 +95,14 @@ def save_distance_distribution(distmat, q_pids, g_pids, q_camids, g_camids,
   figure, axes = plt.subplots(figsize=(6, 4))
   low = min(positives.min(initial=np.inf), negatives.min(initial=np.inf))
   high = max(positives.max(initial=-np.inf), negatives.max(initial=-np.inf))
-  edges = np.linspace(low, high, bins + 1)
-  axes.hist(negatives, edges, density=True, alpha=0.6, color="tab:red", label=f"different id ({negatives.size})")
-  axes.hist(positives, edges, density=True, alpha=0.6, color="tab:green", label=f"same id ({positives.size})")
+  if low == high:  # one distinct distance: give its bar a width
+    low, high = low - 0.5, high + 0.5
+  edges = np.linspace(low, high, bins + 1) if low < high else bins  # (no pair at all: any bins)
+  # An empty side (a gallery of one id has no different-id pair) has no density to draw.
+  if negatives.size:
+    axes.hist(negatives, edges, density=True, alpha=0.6, color="tab:red", label=f"different id ({negatives.size})")
+  if positives.size:
+    axes.hist(positives, edges, density=True, alpha=0.6, color="tab:green", label=f"same id ({positives.size})")
   axes.set_xlabel("distance")
   axes.set_ylabel("density")
   axes.set_title("query-gallery distance distribution")

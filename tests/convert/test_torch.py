@@ -202,3 +202,54 @@ def test_export_cli_writes_pth_and_safetensors(tmp_path, capsys, jreid_model, jr
   assert "no step 3" in capsys.readouterr().err
   assert export_tool.main(["--checkpoint", str(tmp_path / "nothing"), "--out", str(out)]) == 1
   assert "no checkpoint folder" in capsys.readouterr().err
+
+
+# --- Values that cannot be weights: refused by name, before they reach the model ----------------
+
+def _bad_backbone(seed=4):
+  torch_model = randomize(Baseline("resnet18"), seed=seed, neck_bias=False)
+  return {k: v.numpy().copy() for k, v in torch_model.backbone.state_dict().items()}
+
+
+def _save(tmp_path, arrays, suffix):
+  path = tmp_path / f"weights{suffix}"
+  if suffix == ".safetensors":
+    save_file(arrays, str(path))
+  else:
+    torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, path)
+  return path
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+@pytest.mark.parametrize("name,damage,why", [
+    ("layer1.0.conv1.weight", lambda v: v.astype(np.int32), r"is int32, but the model's "
+     r"params/backbone/layer1_0/conv1/kernel is float32"),
+    ("bn1.weight", lambda v: v > 0.7, r"bn1.weight is bool, but the model's params/backbone/bn1/scale"),
+    ("layer2.0.bn2.bias", lambda v: np.where(np.arange(v.size) == 3, np.nan, v).astype(np.float32),
+     r"layer2.0.bn2.bias \(the model's params/backbone/layer2_0/bn2/bias\) holds 1 NaN/inf values"),
+    ("conv1.weight", lambda v: np.full_like(v, np.inf), r"conv1.weight .* holds 1176 NaN/inf values"),
+    ("bn1.running_var", lambda v: -v, r"bn1.running_var \(BatchNorm running variance, the model's "
+     r"batch_stats/backbone/bn1/var\) has 8 negative values"),
+])
+def test_tensors_that_cannot_be_weights_are_refused(tmp_path, jreid_model, jreid_variables,
+                                                    suffix, name, damage, why):
+  arrays = _bad_backbone()
+  arrays[name] = damage(arrays[name])
+  path = _save(tmp_path, arrays, suffix)
+  with pytest.raises(WeightsFileError, match=why) as err:
+    load.load_torch_weights(path, jreid_variables(jreid_model("resnet18")))
+  assert str(err.value).startswith(f"{path}: tensor {name} ")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_integer_buffers_the_model_does_not_use_are_still_skipped(tmp_path, jreid_model,
+                                                                 jreid_variables, suffix):
+  arrays = _bad_backbone()
+  assert arrays["bn1.num_batches_tracked"].dtype == np.int64  # PyTorch's own integer buffer
+  arrays["extra.mask"] = np.ones(3, bool)                      # a name the model has no slot for
+  arrays["bn1.running_var"][0] = 0.0                           # zero variance is a variance
+  variables, report = load.load_torch_weights(_save(tmp_path, arrays, suffix),
+                                              jreid_variables(jreid_model("resnet18")))
+  assert "bn1.num_batches_tracked" in report.ignored and report.unused == ["extra.mask"]
+  assert np.array_equal(variables["batch_stats"]["backbone"]["bn1"]["var"], arrays["bn1.running_var"])
+  assert np.array_equal(variables["params"]["backbone"]["bn1"]["scale"], arrays["bn1.weight"])

@@ -1,9 +1,14 @@
+import pathlib
+import warnings
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from jreid.data import datasets, pipeline
 from jreid.data.records import relabel
 from jreid.errors import ConfigError, ImageReadError
+from tests.conftest import bomb_png
 
 OPTIONS = pipeline.ImageOptions(height=32, width=16)
 
@@ -82,3 +87,25 @@ def test_unreadable_image_names_the_file(market_root):
     stream.write(b"not a jpeg")
   with pytest.raises(ImageReadError, match=broken.split("/")[-1]):
     pipeline.load_test(records[0], OPTIONS)
+
+
+def test_a_bomb_header_in_a_training_batch_names_the_file(market_root):
+  """Through grain's reader threads: the error arrives in the consumer as it was raised."""
+  records = relabel(datasets.get("market1501", market_root).train)
+  # Every image of the first identity: the sampler takes all 4 of its images in epoch 0.
+  bombs = [r.path for r in records if r.pid == 0]
+  for path in bombs:
+    pathlib.Path(path).write_bytes(bomb_png(20000, 20000))
+  with pytest.raises(ImageReadError, match="exceeds limit") as err:
+    for _ in _train(records, num_threads=2):
+      pass
+  assert any(path in str(err.value) for path in bombs)
+
+
+def test_a_bomb_header_in_the_query_names_the_file(market_root):
+  records = datasets.get("market1501", market_root).query
+  pathlib.Path(records[4].path).write_bytes(bomb_png(10000, 10000))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with pytest.raises(ImageReadError, match=f"{records[4].path}: its header claims 10000x10000"):
+      list(pipeline.test_batches(records, options=OPTIONS, batch_size=4, num_threads=2))

@@ -338,3 +338,140 @@ def test_protocol_options_are_checked(tmp_path):
                lambda: cuhk03np.load(tmp_path, boxes="both")):
     with pytest.raises(ConfigError):
       call()
+
+
+# --- Id and camera rules ------------------------------------------------------------------------
+# A camera 0 of a set numbered from 1 would be stored as -1 and escape the same-camera removal; a
+# pid outside the set's ids would train as a person or be scored as one. Each is refused, naming
+# the file (or list line) and the expected layout.
+
+MARKET_STYLE = {  # name -> (train folder, query folder, gallery folder)
+    "dukemtmc": ("DukeMTMC-reID/bounding_box_train", "DukeMTMC-reID/query",
+                 "DukeMTMC-reID/bounding_box_test"),
+    "cuhk03_labeled": ("cuhk03-np/labeled/bounding_box_train", "cuhk03-np/labeled/query",
+                       "cuhk03-np/labeled/bounding_box_test"),
+    "personx": ("PersonX/bounding_box_train", "PersonX/query", "PersonX/bounding_box_test"),
+    "veri": ("VeRi/image_train", "VeRi/image_query", "VeRi/image_test"),
+}
+
+
+def market_style_name(name, pid, cam, k=9):
+  """A file name of dataset `name`, pid and camera as written (e.g. "0000", "0")."""
+  return {"dukemtmc": f"{pid}_c{cam}_f000000{k}.jpg", "cuhk03_labeled": f"{pid}_c{cam}_{k}.png",
+          "personx": f"{pid}_c{cam}s1_00000{k}.jpg", "veri": f"{pid}_c{cam}_0000000{k}_0.jpg"}[name]
+
+
+def write_market_style(tree, name, **bad):
+  """A valid tiny copy (train id 1, test id 50, cameras 1 and 2), plus one file per `bad` part."""
+  folders = dict(zip(("train", "query", "gallery"), MARKET_STYLE[name]))
+  for part, folder in folders.items():
+    pid = "0001" if part == "train" else "0050"
+    tree.images(folder, [market_style_name(name, pid, cam, k) for k, cam in ((1, 1), (2, 2))])
+  return [tree.images(folders[part], [file_name])[0] for part, file_name in bad.items()]
+
+
+@pytest.mark.parametrize("name", sorted(MARKET_STYLE))
+def test_market_style_valid_copy(fake_tree, name):
+  write_market_style(fake_tree, name)
+  split = datasets.get(name, fake_tree.root)
+  assert pids(split.train) == {1} and cams(split.query) == {0, 1}
+
+
+@pytest.mark.parametrize("name", sorted(MARKET_STYLE))
+@pytest.mark.parametrize("part,pid,cam,why", [
+    ("query", "0050", "0", "camera c0 does not exist"),
+    ("gallery", "0050", "000", "camera c000 does not exist"),
+    ("train", "-3", "1", "person id -3 does not exist"),
+    ("train", "0000", "1", "person id 0 marks a gallery distractor"),
+    ("query", "0000", "2", "person id 0 marks a gallery distractor"),
+])
+def test_market_style_rules(fake_tree, name, part, pid, cam, why):
+  [bad] = write_market_style(fake_tree, name, **{part: market_style_name(name, pid, cam)})
+  with pytest.raises(DatasetLayoutError, match=why) as err:
+    datasets.get(name, fake_tree.root)
+  assert str(bad) in str(err.value) and expected_layout(name) in str(err.value)
+
+
+@pytest.mark.parametrize("name", sorted(MARKET_STYLE))
+def test_market_style_junk_and_gallery_distractors_are_kept_out_of_the_scores(fake_tree, name):
+  write_market_style(fake_tree, name, train=market_style_name(name, "-1", 1),
+                     gallery=market_style_name(name, "0000", 1))
+  split = datasets.get(name, fake_tree.root)
+  assert pids(split.train) == {1} and pids(split.gallery) == {0, 50}
+
+
+def test_msmt17_camera_00_and_negative_pid(fake_tree):
+  write_msmt17(fake_tree)
+  good = [f"{n} {p}" for n, p in [("0000/0000_000_07_0303morning_0000_0.jpg", 0),
+                                  ("0001/0001_001_08_0303morning_0001_0.jpg", 1)]]
+  fake_tree.text("MSMT17_V1/list_query.txt", good + ["0001/0001_002_00_0303morning_0002_0.jpg 1"])
+  with pytest.raises(DatasetLayoutError, match=r"list_query.txt: 0001/0001_002_00.*camera 00 "
+                     r"does not exist"):
+    datasets.get("msmt17", fake_tree.root)
+  fake_tree.text("MSMT17_V1/list_query.txt", good + ["0001/0001_002_03_0303morning_0002_0.jpg -1"])
+  with pytest.raises(DatasetLayoutError, match=r"list_query.txt: .*id -1 is not an id"):
+    datasets.get("msmt17", fake_tree.root)
+
+
+def write_grid(tree, probe=(), gallery=()):
+  from scipy.io import savemat
+  base = "underground_reid"
+  tree.images(f"{base}/probe", [f"{p:04d}_{p}_25004_107_32_106_221.jpeg" for p in (1, 2, 3)]
+              + list(probe))
+  tree.images(f"{base}/gallery", [f"{p:04d}_{p + 1}_25004_107_32_106_221.jpeg" for p in (1, 2, 3)]
+              + ["0000_8_1_1_1_1_1.jpeg"] + list(gallery))
+  splits = np.empty((1, 10), dtype=object)
+  for k in range(10):
+    splits[0, k] = {"a": np.zeros(1), "b": np.zeros(1), "trainIdx": np.array([[1]], dtype=float)}
+  savemat(tree.root / base / "features_and_partitions.mat", {"trainIdxAll": splits})
+
+
+@pytest.mark.parametrize("probe,gallery,why", [
+    (["0004_0_25004_107_32_106_221.jpeg"], [], "0004_0_25004.*camera 0 does not exist"),
+    ([], ["0004_0_1_1_1_1_1.jpeg"], "gallery/0004_0_1.*camera 0 does not exist"),
+    (["0000_3_1_1_1_1_1.jpeg"], [], "probe/0000_3.*id 0 is not an id"),
+    ([], ["-1_3_1_1_1_1_1.jpeg"], "gallery/-1_3.*id -1 is not an id"),
+])
+def test_grid_rules(fake_tree, probe, gallery, why):
+  write_grid(fake_tree, probe, gallery)
+  with pytest.raises(DatasetLayoutError, match=why):
+    datasets.get("grid", fake_tree.root)
+
+
+def test_grid_distractors_stay_in_the_gallery(fake_tree):
+  write_grid(fake_tree)
+  split = datasets.get("grid", fake_tree.root)
+  assert pids(split.gallery) == {0, 2, 3} and pids(split.query) == {2, 3}
+
+
+@pytest.mark.parametrize("image", ["000", "005"])
+def test_cuhk01_image_numbers_outside_1_to_4(fake_tree, image):
+  fake_tree.images("cuhk01/campus", [f"{p:04d}{k:03d}.png" for p in (1, 2) for k in range(1, 5)]
+                   + [f"0002{image}.png"])
+  with pytest.raises(DatasetLayoutError, match=f"0002{image}.png: image number {image}"):
+    datasets.get("cuhk01", fake_tree.root)
+
+
+def test_ilids_image_number_000(fake_tree):
+  fake_tree.images("ilids/Persons", ["0001001.jpg", "0001002.jpg", "0002000.jpg", "0002001.jpg"])
+  with pytest.raises(DatasetLayoutError, match=r"0002000.jpg: camera \(image number\) 000"):
+    datasets.get("ilids", fake_tree.root)
+
+
+def test_vehicleid_negative_id(fake_tree):
+  write_vehicleid(fake_tree)
+  fake_tree.text("VehicleID_V1.0/train_test_split/train_list.txt", ["0000001 1", "0000002 -4"])
+  with pytest.raises(DatasetLayoutError, match=r"train_list.txt: 0000002: id -4 is not an id"):
+    datasets.get("vehicleid_small", fake_tree.root)
+
+
+def test_veriwild_negative_id(fake_tree):
+  base = "VERI-Wild"
+  fake_tree.images(f"{base}/images", ["00001/000001.jpg", "-0002/000002.jpg"])
+  fake_tree.text(f"{base}/train_test_split/train_list.txt", ["00001/000001", "-0002/000002"])
+  for name in ("test_3000_query.txt", "test_3000.txt"):
+    fake_tree.text(f"{base}/train_test_split/{name}", ["00001/000001"])
+  fake_tree.text(f"{base}/train_test_split/vehicle_info.txt",
+                 ["00001/000001;001;t;m;t;c", "-0002/000002;002;t;m;t;c"])
+  with pytest.raises(DatasetLayoutError, match=r"train_list.txt: -0002/000002: id -2 is not an id"):
+    datasets.get("veriwild_small", fake_tree.root)

@@ -1,9 +1,12 @@
 """evaluate_rank against a literal one-query-at-a-time reference."""
+import re
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jreid.evaluation import evaluate_rank
+from jreid.evaluation.metrics import explain_no_valid_query, valid_queries
 
 
 def reference_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
@@ -156,3 +159,51 @@ def test_bad_inputs_raise():
     evaluate_rank(np.full((2, 3), np.nan, np.float32), pq, pg, pq, pg)
   with pytest.raises(ValueError, match="no query has a correct match"):
     evaluate_rank(d, pq, np.array([3, 4, 5]), pq, pg)
+
+
+# --- Degenerate splits: which queries count, and why none does ---------------------------------
+
+@pytest.mark.parametrize("seed", range(5))
+def test_valid_queries_match_the_ranking_brute_force(seed):
+  rng = np.random.default_rng(seed)
+  q_pids, q_cams = rng.integers(0, 8, 40), rng.integers(0, 3, 40)
+  g_pids, g_cams = rng.integers(2, 10, 30), rng.integers(0, 3, 30)
+  expected = [any(gp == qp and gc != qc for gp, gc in zip(g_pids, g_cams))
+              for qp, qc in zip(q_pids, q_cams)]
+  valid = valid_queries(q_pids, g_pids, q_cams, g_cams)
+  assert valid.tolist() == expected and 0 < sum(expected) < 40
+  metrics = evaluate_rank(rng.random((40, 30)), q_pids, g_pids, q_cams, g_cams, max_rank=5)
+  assert metrics["num_valid"] == sum(expected)
+
+
+def test_skipped_queries_do_not_count():
+  """Of three queries only the first has a match left; the averages are its numbers alone."""
+  distmat = np.array([[0.2, 0.1, 0.9], [0.5, 0.6, 0.1], [0.3, 0.2, 0.1]])
+  g_pids, g_cams = np.array([1, 2, 2]), np.array([1, 0, 1])
+  # Query 1's id 3 is not in the gallery; query 2 (id 1, camera 1) has its one match removed.
+  q_pids, q_cams = np.array([1, 3, 1]), np.array([0, 0, 1])
+  metrics = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=3)
+  # Query 0 ranks gallery 1 (id 2), then its match gallery 0: first hit at rank 2, AP 1/2.
+  assert metrics["num_valid"] == 1 and metrics["mAP"] == 0.5 and metrics["mINP"] == 0.5
+  assert metrics["cmc"].tolist() == [0.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("q_pids,q_cams,g_pids,g_cams,why", [
+    ([1, 2], [0, 0], [1, 2, 2], [0, 0, 0], "every query and gallery image has camera 0"),
+    ([7, 8], [0, 1], [1, 2, 2], [0, 1, 0], r"none of the 2 queries' ids \(e.g. 7, 8\) appears"),
+    ([1, 7], [0, 1], [1, 2], [0, 1], "1 of the 2 queries have an id absent from the gallery and "
+     r"the others find their id in the gallery only under their own camera \(camera 0, 0-based\)"),
+    ([1, 2], [3, 5], [1, 2, 9], [3, 5, 4], r"all 2 queries find their id in the gallery only under "
+     r"their own camera \(cameras 3, 5, 0-based\)"),
+])
+def test_no_valid_query_says_why(q_pids, q_cams, g_pids, g_cams, why):
+  arrays = [np.array(a) for a in (q_pids, g_pids, q_cams, g_cams)]
+  assert not valid_queries(*arrays).any()
+  assert re.search(why, explain_no_valid_query(*arrays))
+  with pytest.raises(ValueError, match="CMC/mAP/mINP are undefined: " + why):
+    evaluate_rank(np.zeros((len(q_pids), len(g_pids))), *arrays)
+
+
+def test_valid_queries_of_empty_sides():
+  assert valid_queries([1, 2], [], [0, 0], []).tolist() == [False, False]
+  assert valid_queries([], [1], [], [0]).tolist() == []

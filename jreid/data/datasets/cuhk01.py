@@ -3,7 +3,9 @@
     <root>/campus/NNNNIII.png   3,884 images: 971 persons x 4 (person NNNN, image III)
 
 Two disjoint campus cameras; images 001-002 of a person come from camera A
-and 003-004 from camera B, so the camera is (III - 1) // 2, 0-based.
+and 003-004 from camera B, so the camera is (III - 1) // 2, 0-based. Any other
+image number (000, 005, ...) is refused with the file name: it would make a
+camera -1 or 2, which is neither query nor gallery.
 Protocol (as torchreid and the DG/lifelong benchmarks use it): 485 persons
 for training and 486 for testing, query = the two camera-A images and gallery
 = the two camera-B images of each test person. Ten random splits; the split
@@ -32,7 +34,11 @@ def load(root: str | pathlib.Path, *, split: int = 0, domain: int = 0) -> Split:
     match = NAME_PATTERN.match(path.name)
     if match is None:
       raise DatasetLayoutError(f"unexpected file name {path}: {EXPECTED_LAYOUT}")
-    camid = (int(match.group(2)) - 1) // 2  # images 1-2: camera A, 3-4: camera B
+    image = int(match.group(2))
+    if not 1 <= image <= 4:
+      raise DatasetLayoutError(f"{path}: image number {match.group(2)} does not exist, CUHK01 "
+                               f"numbers each person's images 001-004: {EXPECTED_LAYOUT}")
+    camid = (image - 1) // 2  # images 1-2: camera A, 3-4: camera B
     records.append(Record(str(path), int(match.group(1)), camid, domain))
   pids = sorted({r.pid for r in records})
   # 971 // 2 = 485 train persons, the standard 485/486 split.

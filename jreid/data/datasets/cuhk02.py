@@ -10,7 +10,8 @@ restart in every pair, so a training id is the (pair, number) couple, mapped to
 0..N-1 in sorted order. Protocol (torchreid, the lifelong "unseen" sets): train
 on P1-P4, test on P5 with query = cam1 and gallery = cam2. Each pair has its
 own two cameras, stored 0-based as 2 * (pair - 1) + (cam - 1), so P5's are 8
-and 9.
+and 9. Nothing needs an id rule: cameras come from the folder names and ids
+from sorted order, and the set has no junk or distractor ids.
 """
 from __future__ import annotations
 

@@ -12,7 +12,9 @@ for testing, with one image per camera of each test id as query:
 Names are Market-style, ``PPPP_cC_NN.png`` with C in {1, 2} (the two cameras
 of the person's pair). The hand-labelled and the DPM-detected boxes are two
 benchmarks, registered as ``cuhk03_labeled`` and ``cuhk03_detected``.
-Cameras are stored 0-based.
+Cameras are stored 0-based. Id rules (`layout.market_style`): camera c0 is
+refused; Market's conventions apply in case a copy uses them (-1 dropped, 0
+gallery only, below -1 refused); the real set has neither.
 """
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ crops camera 1, because with one shared camera the standard
 same-id-same-camera rule would delete every true match. Train crops get
 camera 0. Gallery boxes without a match to the query (background persons of
 the gallery images) are not part of the protocol and are not in the folder.
+No id rule is needed: the pattern's id has no sign and cameras are assigned,
+not read.
 """
 from __future__ import annotations
 

@@ -9,6 +9,9 @@ Names are ``PPPP_cC_fFFFFFFF.jpg`` (person, camera 1-8, frame): the same
 the shared prefix pattern is used rather than Market's full one. Duke has no
 junk images; its 408 distractor ids are ordinary ids that appear only in the
 gallery, so they need no special handling. Cameras are stored 0-based.
+Id rules (`layout.market_style`): camera c0 is refused (Duke numbers c1-c8);
+Market's conventions apply in case a copy uses them: -1 is dropped, 0 is
+kept in the gallery only and refused in train/query, ids below -1 are refused.
 """
 from __future__ import annotations
 

@@ -13,6 +13,9 @@ distractors are). Split 0 is the default. ``trainIdxAll`` holds one MATLAB
 struct per split whose third field is the row of training ids, which is
 where this reader looks (torchreid's does the same).
 
+Refused, naming the file: camera 0 (cameras are 1-8), a negative id, and id
+0 in probe/ (distractors are gallery images only).
+
 Reading the .mat file needs scipy; it is imported only here, and a missing
 scipy is reported with what to install.
 """
@@ -48,15 +51,18 @@ def train_ids(mat_path: pathlib.Path, split: int) -> set[int]:
   return {int(i) for i in ids}
 
 
-def read(folder: pathlib.Path, domain: int) -> list[Record]:
+def read(folder: pathlib.Path, domain: int, *, distractors: bool) -> list[Record]:
+  """`distractors`: whether id 0 (GRID's distractors) may appear, i.e. the gallery."""
   records = []
   for path in layout.images(folder, EXPECTED_LAYOUT):
     fields = path.name.split("_")
     if len(fields) < 3:
       raise DatasetLayoutError(f"unexpected file name {path}: {EXPECTED_LAYOUT}")
     where = str(path)
-    records.append(Record(str(path), layout.to_int(fields[0], where, EXPECTED_LAYOUT),
-                          layout.to_int(fields[1], where, EXPECTED_LAYOUT) - 1, domain))
+    pid = layout.person_id(layout.to_int(fields[0], where, EXPECTED_LAYOUT), where,
+                           EXPECTED_LAYOUT, first=0 if distractors else 1)
+    camid = layout.camera(layout.to_int(fields[1], where, EXPECTED_LAYOUT), where, EXPECTED_LAYOUT)
+    records.append(Record(str(path), pid, camid, domain))
   return records
 
 
@@ -64,7 +70,8 @@ def load(root: str | pathlib.Path, *, split: int = 0, domain: int = 0) -> Split:
   if not 0 <= split < NUM_SPLITS:
     raise ConfigError(f"GRID has splits 0..{NUM_SPLITS - 1}, got {split}")
   root = layout.require_dir(pathlib.Path(root).expanduser(), EXPECTED_LAYOUT)
-  probe, gallery = read(root / "probe", domain), read(root / "gallery", domain)
+  probe = read(root / "probe", domain, distractors=False)
+  gallery = read(root / "gallery", domain, distractors=True)
   train = train_ids(root / SPLIT_FILE, split)
   return Split(train=[r for r in probe + gallery if r.pid in train],
                query=[r for r in probe if r.pid not in train],

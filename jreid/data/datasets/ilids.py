@@ -6,7 +6,8 @@
 Images from a busy airport arrival hall, 2 to 8 per person (4 on average),
 named person NNNN + image III. There are no camera labels; as torchreid does,
 the image number stands in for the camera (camid = III - 1), so a query
-never shares a "camera" with its gallery match.
+never shares a "camera" with its gallery match. Image numbers start at 001;
+000 (a camera -1) is refused with the file name.
 
 Protocol (torchreid, the lifelong "unseen" sets): 10 random splits of the
 119 persons into 59 for training (all their images) and 60 for testing; for
@@ -47,7 +48,9 @@ def load(root: str | pathlib.Path, *, split: int = 0, domain: int = 0) -> Split:
     if match is None:
       raise DatasetLayoutError(f"unexpected file name {path}: {EXPECTED_LAYOUT}")
     pid = int(match.group(1))
-    by_person[pid].append(Record(str(path), pid, int(match.group(2)) - 1, domain))
+    camid = layout.camera(int(match.group(2)), str(path), EXPECTED_LAYOUT,
+                          label=f"(image number) {match.group(2)}")
+    by_person[pid].append(Record(str(path), pid, camid, domain))
   pids = sorted(by_person)
   train_ids = set(layout.draw(pids, len(pids) // 2, split, salt=SALT))
   train, query, gallery = [], [], []

@@ -4,6 +4,13 @@ Every parser reports a missing or misnamed file the same way: a
 `DatasetLayoutError` whose message ends with that dataset's expected layout,
 so a user sees what to put where. Listings are sorted so that record order
 (and every seeded split drawn from it) is the same on every machine.
+
+Ids and cameras are checked where a dataset defines them, because a wrong
+one is not an error later, only wrong numbers: a camera 0 of a set numbered
+from 1 would be stored as -1 and match no query's camera, so the
+same-id-same-camera removal would silently stop (`camera`); a pid below the
+set's first id would train as one more identity or be scored as a person
+(`person_id`, `market_pid`). Each reader's docstring says its rule.
 """
 from __future__ import annotations
 
@@ -20,6 +27,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # `PPPP_cC...`: the prefix shared by Market, DukeMTMC-reID, CUHK03-NP, PersonX and VeRi names.
 PID_CAMERA = re.compile(r"^(-?\d+)_c(\d+)")
 MARKET_SUBDIRS = ("bounding_box_train", "query", "bounding_box_test")
+JUNK = -1        # Market-1501's junk (bad boxes, body parts): outside the protocol, dropped
+DISTRACTOR = 0   # Market-1501's distractors (no person, or a stranger): gallery only
 
 
 def require_dir(path: pathlib.Path, expected: str) -> pathlib.Path:
@@ -78,6 +87,45 @@ def to_int(text: str, where: str, expected: str) -> int:
     raise DatasetLayoutError(f"{where}: {text!r} is not a number: {expected}") from None
 
 
+def camera(number: int, where: str, expected: str, *, label: str | None = None) -> int:
+  """The 0-based camera of a dataset that numbers its cameras 1, 2, ...; 0 is refused.
+
+  `label` is how the name writes it (`c0`), for the message; `where` names the file.
+  No upper bound: copies and SynthPerson's multi-domain sets number further.
+  """
+  if number < 1:
+    raise DatasetLayoutError(f"{where}: camera {label or number} does not exist, this dataset "
+                             f"numbers its cameras from 1: {expected}")
+  return number - 1
+
+
+def person_id(pid: int, where: str, expected: str, *, first: int = 0) -> int:
+  """`pid` of a dataset whose ids start at `first` and that has no junk id; lower ones are refused."""
+  if pid < first:
+    raise DatasetLayoutError(f"{where}: id {pid} is not an id of this dataset (ids start at "
+                             f"{first} and there is no junk id): {expected}")
+  return pid
+
+
+def market_pid(pid: int, where: str, expected: str, *, gallery: bool) -> int | None:
+  """`pid` under Market-1501's convention, or None for an image the protocol drops.
+
+  -1 marks junk and is dropped in every folder; 0 marks a distractor, kept in
+  the gallery (where it can only be a wrong match) and refused in train and
+  query, where it would train as a person or be scored against the other
+  distractors; ids below -1 do not exist.
+  """
+  if pid == JUNK:
+    return None
+  if pid < JUNK:
+    raise DatasetLayoutError(f"{where}: person id {pid} does not exist (ids are >= 0, and -1 "
+                             f"marks junk images): {expected}")
+  if pid == DISTRACTOR and not gallery:
+    raise DatasetLayoutError(f"{where}: person id 0 marks a gallery distractor, which belongs "
+                             f"in the gallery folder only (persons are numbered from 1): {expected}")
+  return pid
+
+
 def dense(values: Iterable) -> dict:
   """Sorted distinct values -> 0..K-1; used where raw camera ids are not 0-based."""
   return {v: i for i, v in enumerate(sorted(set(values)))}
@@ -100,23 +148,26 @@ def draw(ids: Sequence[int], count: int, split: int, salt: int) -> list[int]:
 
 def market_style(root: pathlib.Path, expected: str, *, domain: int,
                  subdirs: Sequence[str] = MARKET_SUBDIRS) -> Split:
-  """train/query/gallery folders of `PPPP_cC...` images.
+  """train/query/gallery folders of `PPPP_cC...` images, under Market-1501's id rules.
 
-  Junk (pid -1) is dropped everywhere; distractors (pid 0) are kept in the
-  gallery only, as the Market-1501 evaluation code does.
+  Cameras are numbered from c1 (`camera`); junk (pid -1) is dropped
+  everywhere and distractors (pid 0) are kept in the gallery only, as the
+  Market-1501 evaluation code does (`market_pid`): a pid 0 in train or query,
+  or one below -1, is refused.
   """
   require_dir(root, expected)
 
-  def read(sub: str, keep_distractors: bool) -> list[Record]:
+  def read(sub: str, gallery: bool) -> list[Record]:
     records = []
     for path in images(root / sub, expected):
       match = PID_CAMERA.match(path.name)
       if match is None:
         raise DatasetLayoutError(f"unexpected file name {path}: {expected}")
-      pid, cam = int(match.group(1)), int(match.group(2))
-      if pid == -1 or (pid == 0 and not keep_distractors):
+      cam = camera(int(match.group(2)), str(path), expected, label=f"c{match.group(2)}")
+      pid = market_pid(int(match.group(1)), str(path), expected, gallery=gallery)
+      if pid is None:
         continue
-      records.append(Record(str(path), pid, cam - 1, domain))
+      records.append(Record(str(path), pid, cam, domain))
     return records
 
   train, query, gallery = subdirs

@@ -9,7 +9,7 @@ structure). Every image is its own class: pid = its index in sorted path
 order, which is what instance-discrimination pre-training (MoCo, DINO)
 treats as a label.
 camid is 0 (no camera information). There is no test split: query and
-gallery are empty.
+gallery are empty. Nothing is read from names, so there is no id rule.
 """
 from __future__ import annotations
 

@@ -8,12 +8,20 @@ File names are ``PPPP_cCsS_FFFFFF_NN.jpg``: person id, camera, sequence, frame,
 box. The official protocol ignores junk (pid -1) images entirely and keeps the
 distractors (pid 0) in the gallery, where they can only be wrong matches.
 Cameras are stored 0-based. SynthPerson writes exactly this layout.
+
+Refused, with the file name and this layout: camera ``c0`` (cameras are
+numbered from c1; stored as -1 it would match no query's camera and the
+same-camera removal would silently stop), a pid below -1, and pid 0 outside
+bounding_box_test (the real set has distractors only in the gallery; see
+`layout.market_pid`). Entries that are not files are skipped, as every
+reader's listing does.
 """
 from __future__ import annotations
 
 import pathlib
 import re
 
+from jreid.data.datasets import layout
 from jreid.data.records import Record, Split
 from jreid.errors import DatasetLayoutError
 
@@ -24,24 +32,28 @@ EXPECTED_LAYOUT = (
     "holding images named like 0002_c1s1_000451_03.jpg")
 
 
-def parse_name(name: str) -> tuple[int, int]:
-  """Returns (pid, camid 0-based) from a Market-style file name."""
+def parse_name(name: str, where: str | None = None) -> tuple[int, int]:
+  """Returns (pid, camid 0-based) from a Market-style file name (`where`: the path, for errors)."""
   match = NAME_PATTERN.match(name)
   if match is None:
-    raise DatasetLayoutError(f"unexpected file name {name!r}: {EXPECTED_LAYOUT}")
-  return int(match.group(1)), int(match.group(2)) - 1
+    raise DatasetLayoutError(f"unexpected file name {where or repr(name)}: {EXPECTED_LAYOUT}")
+  camid = layout.camera(int(match.group(2)), where or repr(name), EXPECTED_LAYOUT,
+                        label=f"c{match.group(2)}")
+  return int(match.group(1)), camid
 
 
 def read_folder(folder: pathlib.Path, *, domain: int, keep_distractors: bool) -> list[Record]:
-  """Parses one split folder in sorted (deterministic) order."""
+  """Parses one split folder in sorted (deterministic) order; `keep_distractors`: the gallery."""
   if not folder.is_dir():
     raise DatasetLayoutError(f"missing folder {folder}: {EXPECTED_LAYOUT}")
   records = []
   for path in sorted(folder.iterdir()):
-    if path.name.startswith(".") or path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+    if (path.name.startswith(".") or path.suffix.lower() not in (".jpg", ".jpeg", ".png")
+        or not path.is_file()):
       continue
-    pid, camid = parse_name(path.name)
-    if pid == -1 or (pid == 0 and not keep_distractors):
+    pid, camid = parse_name(path.name, str(path))
+    pid = layout.market_pid(pid, str(path), EXPECTED_LAYOUT, gallery=keep_distractors)
+    if pid is None:
       continue
     records.append(Record(str(path), pid, camid, domain))
   if not records:

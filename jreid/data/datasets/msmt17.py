@@ -21,6 +21,8 @@ stored 0-based. The official protocol trains on list_train only; registered
 MSMT17_V2 and MSMT17_V1 exists under the root is used (V2 first, as FastReID
 does), also one level down in MSMT17/ or msmt17/ (torchreid's habit); the root
 may also be the version folder itself.
+Refused, naming the list file and line: camera 00 (cameras are 01-15) and a
+negative pid (MSMT17 has no junk or distractor ids; pid 0 is a person).
 """
 from __future__ import annotations
 
@@ -50,7 +52,8 @@ def camera(name: str, where: str) -> int:
   fields = pathlib.PurePosixPath(name).name.split("_")
   if len(fields) < 3:
     raise DatasetLayoutError(f"{where}: cannot read the camera from {name!r}: {EXPECTED_LAYOUT}")
-  return layout.to_int(fields[2], where, EXPECTED_LAYOUT) - 1
+  return layout.camera(layout.to_int(fields[2], where, EXPECTED_LAYOUT), where, EXPECTED_LAYOUT,
+                       label=fields[2])
 
 
 def read_list(list_file: pathlib.Path, images: pathlib.Path, domain: int) -> list[Record]:
@@ -58,8 +61,8 @@ def read_list(list_file: pathlib.Path, images: pathlib.Path, domain: int) -> lis
   records = []
   for name, pid, *_ in layout.read_rows(list_file, EXPECTED_LAYOUT, columns=2):
     where = f"{list_file}: {name}"
-    records.append(Record(str(images / name), layout.to_int(pid, where, EXPECTED_LAYOUT),
-                          camera(name, where), domain))
+    pid = layout.person_id(layout.to_int(pid, where, EXPECTED_LAYOUT), where, EXPECTED_LAYOUT)
+    records.append(Record(str(images / name), pid, camera(name, where), domain))
   return records
 
 

@@ -8,8 +8,10 @@
 The ReID release uses Market-style names (``PPPP_cC...jpg``), and only that
 prefix is parsed because the remaining fields differ between the PersonX
 versions. Image counts depend on the background subset exported, so they are
-not checked here. Cameras are stored 0-based; junk/distractor ids follow the
-Market convention (-1 dropped, 0 kept in the gallery) in case a copy has them.
+not checked here. Cameras are stored 0-based, c0 is refused; junk/distractor
+ids follow the Market convention in case a copy has them: -1 dropped, 0 kept
+in the gallery and refused in train/query, ids below -1 refused
+(`layout.market_style`).
 """
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ in cam_a than in cam_b. Protocol (Hirzer et al., as torchreid implements it):
 images); query is cam_a of the other 100, and the gallery is cam_b of those
 100 plus the 549 cam_b-only persons 0201-0749 as distractors (649 images).
 cam_a persons above 200 are unused. The split is a fixed function of its index
-(`layout.draw`), split 0 by default. Cameras: cam_a 0, cam_b 1.
+(`layout.draw`), split 0 by default. Cameras: cam_a 0, cam_b 1 (the folders).
+Person numbers are the pattern's unsigned digits and the distractors are
+ordinary numbers, so there is no junk id to check.
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ Names are ``PPPPPPP_CC.jpg`` (7-digit person, 2-digit camera). There is no
 training split: `train` is empty. Person ids are kept as written (they are
 shared between probe and gallery). Camera numbers are mapped to 0..K-1 in
 sorted order over both folders, which makes them 0-based whatever the release's
-first camera number is.
+first camera number is, so no camera number is refused; ids are the pattern's
+unsigned digits (no junk id).
 """
 from __future__ import annotations
 

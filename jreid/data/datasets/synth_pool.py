@@ -12,7 +12,8 @@ another tracklet's label. Training uses these labels as they are; the true
 identities exist only to measure that noise.
 pid = the noisy label, camid = N - 1 (0-based, as every parser stores
 cameras), domain = KK + `domain`. Records keep the order of tracklets.txt.
-There is no test split: query and gallery are empty.
+There is no test split: query and gallery are empty. The path pattern refuses
+camera c0 and the label pattern a negative label (there is no junk id).
 """
 from __future__ import annotations
 

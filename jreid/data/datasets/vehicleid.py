@@ -14,6 +14,7 @@ default), so the same split is the same everywhere. Queries get camera 0 and
 gallery images camera 1, so the same-id-same-camera rule never removes the
 one true match; training images get camera 0. Registered as
 ``vehicleid_small``, ``vehicleid_medium`` and ``vehicleid_large``.
+A negative vehicle id is refused, naming the list file (there is no junk id).
 """
 from __future__ import annotations
 
@@ -36,9 +37,12 @@ EXPECTED_LAYOUT = (
 
 def read_list(root: pathlib.Path, name: str) -> list[tuple[str, int]]:
   list_file = root / "train_test_split" / name
-  return [(str(root / "image" / f"{image}.jpg"),
-           layout.to_int(vid, f"{list_file}: {image}", EXPECTED_LAYOUT))
-          for image, vid, *_ in layout.read_rows(list_file, EXPECTED_LAYOUT, columns=2)]
+  rows = []
+  for image, vid, *_ in layout.read_rows(list_file, EXPECTED_LAYOUT, columns=2):
+    where = f"{list_file}: {image}"
+    rows.append((str(root / "image" / f"{image}.jpg"),
+                 layout.person_id(layout.to_int(vid, where, EXPECTED_LAYOUT), where, EXPECTED_LAYOUT)))
+  return rows
 
 
 def load(root: str | pathlib.Path, *, test_size: int = 800, split: int = 0,

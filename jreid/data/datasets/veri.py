@@ -8,7 +8,9 @@
 frame, index); the ``VVVV_cC`` prefix is parsed. The official evaluation
 removes gallery images of the query's vehicle from the query's camera, which
 is exactly the generic same-id-same-camera rule, so nothing else is needed.
-Cameras are stored 0-based.
+Cameras are stored 0-based; c000 is refused (the rule would stop applying to
+it). Market's id conventions apply in case a copy uses them (-1 dropped, 0
+gallery only, below -1 refused; `layout.market_style`).
 """
 from __future__ import annotations
 

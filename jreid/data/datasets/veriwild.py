@@ -15,8 +15,9 @@ one header line. The official query and gallery lists are used as given; the
 gallery list may contain the query images themselves, which the standard
 same-id-same-camera rule removes from each query's ranking. Raw camera numbers
 are mapped to 0..K-1 in sorted order over vehicle_info.txt, so cameras are
-0-based whatever the first raw number is. Registered as ``veriwild_small``,
-``veriwild_medium`` and ``veriwild_large``.
+0-based whatever the first raw number is (no camera number is special).
+Registered as ``veriwild_small``, ``veriwild_medium`` and ``veriwild_large``.
+A negative vehicle id is refused, naming the list file (there is no junk id).
 """
 from __future__ import annotations
 
@@ -60,9 +61,9 @@ def read_list(root: pathlib.Path, name: str, camera_of: dict[str, int],
     if key not in camera_of:
       raise DatasetLayoutError(f"{list_file}: {key} has no camera in vehicle_info.txt: "
                                f"{EXPECTED_LAYOUT}")
-    records.append(Record(str(root / "images" / f"{key}.jpg"),
-                          layout.to_int(vid, f"{list_file}: {key}", EXPECTED_LAYOUT),
-                          camera_of[key], domain))
+    where = f"{list_file}: {key}"
+    vid = layout.person_id(layout.to_int(vid, where, EXPECTED_LAYOUT), where, EXPECTED_LAYOUT)
+    records.append(Record(str(root / "images" / f"{key}.jpg"), vid, camera_of[key], domain))
   return records
 
 

@@ -13,7 +13,8 @@ Protocol: 20 random splits of the 632 ids into 316 train and 316 test ids.
 Train holds both images of each train id; query is cam_a and gallery is
 cam_b of the test ids (one image each, single-shot). The split is a fixed
 function of its index (see `layout.draw`); split 0 is the default, as in
-DASA's Order 2. Cameras: cam_a 0, cam_b 1.
+DASA's Order 2. Cameras: cam_a 0, cam_b 1. Ids are sorted positions and
+cameras the folders, so there is no id rule.
 """
 from __future__ import annotations
 
