@@ -154,4 +154,5 @@ class Run:
     return retrieval.evaluate_split(
         self.features_fn, self.state, split, mesh=self.prepared.mesh, options=self.prepared.options,
         batch_size=self.config.eval.batch_size, metric=self.config.eval.metric, report=report,
-        post=retrieval.PostProcessing.from_config(self.config.eval), spatial_fn=self.spatial_fn)
+        post=retrieval.PostProcessing.from_config(self.config.eval), spatial_fn=self.spatial_fn,
+        name=name)

@@ -164,6 +164,23 @@ def _check_distances(where: str, distances: np.ndarray, metric: str, *features) 
                         "(eval.metric='cosine' normalises them; or the model is diverging)")
 
 
+def _check_norms(where: str, metric: str, **features: np.ndarray) -> None:
+  """Cosine distances divide by the feature norms: a norm that overflows float32 makes every
+  distance of that image 1, a silent garbage ranking (a diverged model's features)."""
+  if metric != "cosine":
+    return
+  with np.errstate(over="ignore"):
+    bad = {key: int(np.isinf(np.square(f.reshape(len(f), -1).astype(np.float32)).sum(axis=1)).sum())
+           for key, f in features.items() if f.size}
+  if any(bad.values()):
+    counts = ", ".join(f"{n} of {len(features[key])} {key.replace('_', ' ')}"
+                       for key, n in bad.items() if n)
+    largest = max(float(np.abs(f).max()) for f in features.values() if f.size)
+    raise EvaluationError(f"{where}: the norms of {counts} overflow float32 (values up to "
+                          f"{largest:g}), so their cosine distances are meaningless; the model's "
+                          "output has diverged (look at the training losses and optim.lr)")
+
+
 def expand_queries(query: np.ndarray, gallery: np.ndarray, post: PostProcessing) -> np.ndarray:
   if post.query_expansion == "qe":
     return query_expansion(query, gallery, post.qe_top_m)
@@ -212,6 +229,7 @@ def evaluate_split(features_fn: Callable, state, split: Split, *, mesh,
   embed = embed or extract
   query, gallery = embed(split.query), embed(split.gallery)
   check_finite(where, query_features=query, gallery_features=gallery)
+  _check_norms(where, metric, query_features=query, gallery_features=gallery)
   query = expand_queries(query, gallery, post)
   distances = compute_distance(query, gallery, metric=metric)
   _check_distances(where, distances, metric, query, gallery)

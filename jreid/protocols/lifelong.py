@@ -256,6 +256,7 @@ class Evaluator:
       numbers = evaluate_split(self.features_fn, self.state, self.splits[name], mesh=self.mesh,
                                options=self.run.options, batch_size=batch_size,
                                metric=self.eval_config.metric,
-                               embed=lambda records, name=name: router.embed(name, records))
+                               embed=lambda records, name=name: router.embed(name, records),
+                               name=name)
       per_domain[name] = _summary(numbers)
     return per_domain, dict(router.chosen)

@@ -27,8 +27,8 @@ from jreid.convert.load import LoadReport, load_torch_weights, resized_and_skipp
 from jreid.core import checkpoint, partition, paths, reporting, sharding, tree_paths
 from jreid.data import datasets, pipeline
 from jreid.data.records import Record, Split, combine, relabel
-from jreid.errors import CheckpointMismatchError, ConfigError, NonFiniteLossError
-from jreid.evaluation.retrieval import (PostProcessing, ReportOptions, evaluate_split,
+from jreid.errors import CheckpointMismatchError, ConfigError, EvaluationError, NonFiniteLossError
+from jreid.evaluation.retrieval import (PostProcessing, ReportOptions, check_split, evaluate_split,
                                         extract_features)
 from jreid.methods.base import Method
 from jreid.train import durations, update
@@ -302,13 +302,21 @@ class _SoundSaver:
     self.snapshot = None
     self._stop(cause)
 
-  def _stop(self, cause: str) -> None:
+  def refuse_final(self, err: EvaluationError) -> None:
+    """The final evaluation found non-finite features: the final state is not saved either."""
+    step = self.snapshot[0] if self.snapshot is not None else None
+    self.snapshot = None
+    if step is None:  # a finished run re-evaluated: its checkpoint is already there
+      raise err
+    self._stop(f"{err}; so the final state (step {step}) was not saved", error=EvaluationError)
+
+  def _stop(self, cause: str, error: type = NonFiniteLossError) -> None:
     self.ckpt.wait()
     latest = self.ckpt.latest_step()
     good = (f"last good checkpoint: {latest} in {self.ckpt.directory} (resume from it with a "
             "corrected config, e.g. a lower optim.lr)" if latest is not None
             else f"no checkpoint was saved in {self.ckpt.directory}")
-    raise NonFiniteLossError(f"{cause}; training stopped, {good}")
+    raise error(f"{cause}; training stopped, {good}") from None
 
 
 def _set_iterator_state(iterator, data_state: dict, step: int) -> None:
@@ -337,6 +345,9 @@ def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] |
   run = prepare(config)
   saved_config = config
   config, epochs = run.config, run.epochs
+  post = PostProcessing.from_config(config.eval)
+  for name, split in run.data.tests.items():  # a test set that cannot be scored: before training
+    check_split(split, post, name=name)
   data, mesh, method, options = run.data, run.mesh, run.method, run.options
   log(f"train: {len(data.train)} images, {data.num_classes} identities; test sets: "
       + ", ".join(f"{k} ({len(v.query)} query, {len(v.gallery)} gallery)" for k, v in data.tests.items()))
@@ -364,14 +375,14 @@ def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] |
         num_threads=config.data.num_threads, workers=config.data.workers)
 
   step_fn, features_fn = run.train_step, run.features_fn
-  post = PostProcessing.from_config(config.eval)
 
   def evaluate(step: int, pictures: bool = False) -> dict:
     report = lambda name: (ReportOptions(workdir / "visualize" / name)
                            if pictures and is_main else None)
     results = {name: evaluate_split(features_fn, state, split, mesh=mesh, options=options,
                                     batch_size=config.eval.batch_size, metric=config.eval.metric,
-                                    report=report(name), post=post, spatial_fn=run.spatial_fn)
+                                    report=report(name), post=post, spatial_fn=run.spatial_fn,
+                                    name=name)
                for name, split in data.tests.items()}
     for name, numbers in results.items():
       log(f"eval step {step} {name}: mAP {numbers['mAP']:.2f} rank-1 {numbers['rank1']:.2f} "
@@ -466,7 +477,10 @@ def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] |
         evaluate(step)
 
   # The final state has no next loss: its evaluation (finite features) vouches for it instead.
-  results = evaluate(total_steps, pictures=config.eval.visualize)
+  try:
+    results = evaluate(total_steps, pictures=config.eval.visualize)
+  except EvaluationError as err:  # its labels were checked before training: the features are not finite
+    saver.refuse_final(err)
   saver.confirm()
   ckpt.wait()
   if is_main:

@@ -16,8 +16,8 @@ import pytest
 
 from jreid import config_blocks, protocols
 from jreid.core import paths, reporting
-from jreid.errors import (CheckpointMismatchError, DatasetLayoutError, NonFiniteLossError,
-                          OutputPathError, ReIDError)
+from jreid.errors import (CheckpointMismatchError, DatasetLayoutError, EvaluationError,
+                          NonFiniteLossError, OutputPathError, ReIDError)
 from tests.bad_inputs.conftest import snapshot
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -167,6 +167,18 @@ def test_a_diverging_run_saves_no_unsound_checkpoint(tmp_path, synth_root):
   with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 2 \(computed from the state "
                                                r"after step 1, so that state was not saved\); "
                                                "training stopped, no checkpoint was saved"):
+    protocols.run(config, tmp_path / "run")
+  assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()]
+  assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_single_diverged_step_fails_at_evaluation_and_saves_nothing(tmp_path, synth_root):
+  # No next loss judges the final state: its evaluation does (feature norms overflow float32).
+  config = smoke_config(data__root=str(synth_root), train__steps=1, optim__lr=1e30,
+                        optim__warmup_steps=0)
+  with pytest.raises(EvaluationError, match=r"test set 'synth_tiny': the norms of 23 of 23 query "
+                                            r"features.* overflow float32.*so the final state \(step "
+                                            r"1\) was not saved; training stopped, no checkpoint"):
     protocols.run(config, tmp_path / "run")
   assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()]
   assert not (tmp_path / "run" / "results.json").exists()

@@ -178,6 +178,18 @@ def test_finite_features_whose_distances_overflow(market_root):
               features=lambda s, x: colour_features(s, x) * 1e30 + 1e30)
 
 
+def test_cosine_features_whose_norms_overflow(market_root):
+  # A norm of inf makes every normalised feature 0 and every distance 1: refused, not ranked.
+  with pytest.raises(EvaluationError, match="test set 'm': the norms of 6 of 6 query features, 25 of "
+                     "25 gallery features overflow float32 \\(values up to .*e\\+30\\)"):
+    _evaluate(datasets.get("market1501", market_root), metric="cosine", name="m",
+              features=lambda s, x: colour_features(s, x) * 1e30 + 1e30)
+  # Large but representable norms still rank (the check is not a magnitude threshold).
+  results = _evaluate(datasets.get("market1501", market_root), metric="cosine", name="m",
+                      features=lambda s, x: colour_features(s, x) * 1e15 + 1e15)
+  assert 0.0 <= results["mAP"] <= 100.0
+
+
 def test_non_finite_dsr_maps(market_root):
   split = datasets.get("market1501", market_root)
   post = retrieval.PostProcessing(dsr=True)
