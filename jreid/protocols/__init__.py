@@ -7,6 +7,10 @@ and to the config section it reads; a new protocol is a module and a row.
 The table, not the presence of a key, decides: a config whose section does
 not fit its protocol fails here, before any work, instead of being run as
 another protocol.
+
+`run` also checks every value once, before the protocol writes anything
+(`validate`: each section's declared rules, `jreid.config_rules`), so a bad
+value is one ConfigError naming the key, not a traceback hours in.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import dataclasses
 import importlib
 import pathlib
 
+from jreid import config_blocks, config_rules, methods
 from jreid.errors import ConfigError
 
 
@@ -49,7 +54,28 @@ def check(config) -> str:
   return name
 
 
+RECIPE = "recipe:"  # `init_from=recipe:configs/x.py[:arg]` (jreid.train.loop.resolve_init_from)
+
+
+def validate(config, *, recipes: bool = True) -> None:
+  """Every field with a declared rule: the shared sections, then those of `config.method`.
+
+  With `recipes`, an `init_from=recipe:<spec>` is loaded and validated too,
+  as the pre-training run it names would be (a saved run's config.json is
+  validated without: its pre-training already happened).
+  """
+  config_rules.check(config, config_blocks.rules(config))
+  methods.validate(config)
+  if recipes and config.init_from.startswith(RECIPE):
+    spec = config.init_from[len(RECIPE):]
+    try:
+      validate(config_blocks.load_config(spec))
+    except ConfigError as err:
+      raise ConfigError(f"config.init_from={config.init_from}: {err}") from None
+
+
 def run(config, workdir: str | pathlib.Path) -> dict:
   """Runs the protocol `config.protocol` names in `workdir`; returns its results."""
   name = check(config)
+  validate(config)
   return importlib.import_module(PROTOCOLS[name].module).run(config, workdir)
