@@ -74,8 +74,23 @@ def validate(config, *, recipes: bool = True) -> None:
       raise ConfigError(f"config.init_from={config.init_from}: {err}") from None
 
 
+def check_devices(config) -> None:
+  """The batches split over the devices, checked here so a refused run writes nothing.
+
+  A distributed run learns its device count only once `jax.distributed`
+  starts inside the loop, so `loop.prepare` checks it then (as it does for
+  every run).
+  """
+  if config.distributed:
+    return
+  from jreid.core import sharding  # jax: only when a run starts
+  sharding.check_divisible({"train.batch_size": config.train.batch_size,
+                            "eval.batch_size": config.eval.batch_size})
+
+
 def run(config, workdir: str | pathlib.Path) -> dict:
   """Runs the protocol `config.protocol` names in `workdir`; returns its results."""
   name = check(config)
   validate(config)
+  check_devices(config)
   return importlib.import_module(PROTOCOLS[name].module).run(config, workdir)
