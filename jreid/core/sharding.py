@@ -46,8 +46,11 @@ def check_divisible(batches: dict[str, int]) -> None:
 
 
 def maybe_initialize_distributed(enabled: bool) -> None:
-  """Multi-host start (SLURM/TPU pods); JAX reads coordinator and process ids from the environment."""
-  if not enabled:
+  """Multi-host start (SLURM/TPU pods); JAX reads coordinator and process ids from the environment.
+
+  Once per process: `jreid.protocols.run` starts it before the protocol, the loop again per run.
+  """
+  if not enabled or jax.distributed.is_initialized():
     return
   try:
     jax.distributed.initialize()

@@ -75,15 +75,14 @@ def validate(config, *, recipes: bool = True) -> None:
 
 
 def check_devices(config) -> None:
-  """The batches split over the devices, checked here so a refused run writes nothing.
+  """Starts `jax.distributed` if asked, then checks that the batches split over the devices.
 
-  A distributed run learns its device count only once `jax.distributed`
-  starts inside the loop, so `loop.prepare` checks it then (as it does for
-  every run).
+  Here, before the protocol runs, so that a refused run (no cluster, a batch
+  the device count does not divide) writes nothing; the loop's own start of
+  `jax.distributed` is then a no-op.
   """
-  if config.distributed:
-    return
   from jreid.core import sharding  # jax: only when a run starts
+  sharding.maybe_initialize_distributed(config.distributed)
   sharding.check_divisible({"train.batch_size": config.train.batch_size,
                             "eval.batch_size": config.eval.batch_size})
 
