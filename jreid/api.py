@@ -20,7 +20,7 @@ import numpy as np
 from jreid import config_blocks, protocols
 from jreid.core import checkpoint, sharding
 from jreid.data import datasets, transforms
-from jreid.errors import RunNotFoundError
+from jreid.errors import ConfigError, RunNotFoundError
 from jreid.evaluation import retrieval
 from jreid.models.reid import from_flat_config
 from jreid.train import loop
@@ -31,14 +31,45 @@ def train(config, workdir: str | pathlib.Path) -> dict:
   return protocols.run(config, workdir)
 
 
+SAVED_SECTIONS = ("model", "data", "optim", "train", "eval")  # what rebuilding any run reads
+
+
 def _saved_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+  """The run's config.json, upgraded to today's layout and checked as a new run's config is.
+
+  Damage (not JSON, not an object, a section missing, a value of the wrong
+  type) is a ConfigError naming the file and the key, not a traceback from
+  the code that would read it.
+  """
   config_path = workdir / "config.json"
   if not workdir.is_dir():
     raise RunNotFoundError(f"no run folder {workdir}")
   if not config_path.is_file():
     raise RunNotFoundError(f"{config_path} not found: {workdir} is not a jreid run folder")
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  return upgrade_config(config)
+  try:
+    saved = json.loads(config_path.read_text())
+  except UnicodeDecodeError as err:
+    raise ConfigError(f"{config_path} is not a text file ({err.reason} at byte {err.start}); "
+                      "it should hold the run's config as JSON") from None
+  except json.JSONDecodeError as err:
+    raise ConfigError(f"{config_path} is not valid JSON ({err.msg} at line {err.lineno}, "
+                      f"column {err.colno})") from None
+  if not isinstance(saved, dict):
+    raise ConfigError(f"{config_path} holds a JSON {type(saved).__name__}, not the object "
+                      "(config sections by name) a run writes")
+  for key in SAVED_SECTIONS + ("method",):
+    if key not in saved:
+      what = "section" if key in SAVED_SECTIONS else "key"
+      raise ConfigError(f"{config_path} lacks the config {what} {key!r} (a run writes "
+                        f"{list(SAVED_SECTIONS) + ['method']} and more)")
+    if key in SAVED_SECTIONS and not isinstance(saved[key], dict):
+      raise ConfigError(f"{config_path}: config.{key} is {saved[key]!r}, not a section")
+  try:
+    config = upgrade_config(ml_collections.ConfigDict(saved))
+    protocols.validate(config, recipes=False)
+  except ConfigError as err:
+    raise ConfigError(f"{config_path}: {err}") from None
+  return config
 
 
 def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

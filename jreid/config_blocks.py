@@ -2,14 +2,21 @@
 
 Each function returns one fresh ConfigDict section, so an experiment shows
 exactly which blocks it uses and what it changes. No global default tree.
+Beside each function, its `*_RULES` declare every field's type and range
+(`jreid.config_rules`); `jreid.protocols.validate` checks a config against
+them before a run writes anything. Name lists (`optim.name`, `eval.metric`,
+...) repeat the keys of the table that resolves them, which lives in a
+higher layer; tests/configs/test_config_rules.py keeps the two equal.
 """
 from __future__ import annotations
 
 import importlib.util
 import pathlib
+import traceback
 
 import ml_collections
 
+from jreid.config_rules import Bool, Float, Int, OneOf, Probability, Row, Str, Tuple
 from jreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from jreid.errors import ConfigError
 
@@ -40,6 +47,28 @@ def data(*, train: str, test: str, root: str, height: int, width: int) -> ml_col
   ))
 
 
+_PIXELS = Float(0, 1)  # a channel value as a fraction of 255 (transforms.normalize)
+DATA_RULES = dict(
+    root=Str(), train=Str(), test=Str(),  # names: jreid.data.datasets checks them when it reads them
+    height=Int(1), width=Int(1),
+    flip_p=Probability(), padding=Int(0), erase_p=Probability(),
+    mean=Tuple(_PIXELS, 3), std=Tuple(Float(0, 1, open_low=True), 3),
+    autoaug_p=Probability(),
+    rrc_scale=Tuple(Float(0, 1, open_low=True), (0, 2), ordered=True),  # () or (low, high) of the area
+    rrc_ratio=Tuple(Float(0, open_low=True), 2, ordered=True),
+    color_jitter_p=Probability(),
+    color_jitter=Row(Float(0), Float(0), Float(0), Float(0, 0.5)),  # hue shifts at most half a turn
+    grayscale_p=Probability(),
+    blur_p=Probability(), blur_sigma=Tuple(Float(0, open_low=True), 2, ordered=True),
+    blur_kernel=Int(1, odd=True),  # a centred kernel has an odd side
+    cutout_p=Probability(), cutout_size=Int(1),
+    random_patch_p=Probability(), random_patch_pool=Int(1),
+    num_instances=Int(1),
+    num_threads=Int(1),   # grain reads nothing with 0 threads (the run would hang)
+    workers=Int(0),
+)
+
+
 def loss(**overrides) -> ml_collections.ConfigDict:
   """Bag-of-tricks: CE with label smoothing 0.1 + batch-hard triplet, margin 0.3.
 
@@ -55,6 +84,18 @@ def loss(**overrides) -> ml_collections.ConfigDict:
       circle_weight=0.0, circle_margin=0.25, circle_gamma=128.0))  # pairwise circle loss
   config.update(overrides)
   return config
+
+
+LOSS_RULES = dict(
+    ce_weight=Float(0),
+    label_smoothing=Float(0, 1, open_high=True),  # 1 would make every target uniform
+    softmax=OneOf("linear", "arcface", "cosface", "circle"),  # + jreid.losses.objective.MARGIN_SOFTMAXES
+    softmax_scale=Float(0, open_low=True), softmax_margin=Float(0),
+    focal_weight=Float(0), focal_alpha=Probability(), focal_gamma=Float(0),
+    triplet_weight=Float(0), triplet_margin=Float(0), triplet_soft_margin=Bool(),
+    triplet_normalize=Bool(),
+    circle_weight=Float(0), circle_margin=Float(0), circle_gamma=Float(0, open_low=True),
+)
 
 
 def optim(**overrides) -> ml_collections.ConfigDict:
@@ -76,6 +117,30 @@ def optim(**overrides) -> ml_collections.ConfigDict:
   return config
 
 
+_FRACTION_BELOW_1 = Float(0, 1, open_high=True)
+OPTIM_RULES = dict(
+    name=OneOf("adam", "adamw", "sgd"),  # jreid.train.optim.OPTIMIZERS
+    # No upper bound: too large a rate diverges, and the non-finite-loss guard stops the run;
+    # no fixed number separates a large rate from a wrong one.
+    lr=Float(0),
+    # An L2 / decoupled decay coefficient; above 1 every step shrinks weights by more than
+    # the step's gradient can restore (typical: 5e-4 for L2, 0.05 for AdamW).
+    weight_decay=Float(0, 1),
+    beta1=_FRACTION_BELOW_1, beta2=_FRACTION_BELOW_1, eps=Float(0, open_low=True),
+    momentum=_FRACTION_BELOW_1, nesterov=Bool(),
+    weight_decay_end=Float(high=1),  # negative: no ramp (the default -1)
+    schedule=OneOf("multistep", "cosine", "constant"),  # jreid.train.optim.SCHEDULES
+    milestones=Tuple(Int(1), ordered=True), gamma=Float(0, open_low=True),
+    cosine_delay_steps=Int(0), min_lr=Float(0),
+    warmup_steps=Int(0), warmup_factor=Float(0, 1),
+    clip_grad_norm=Float(0),  # 0: no clipping
+    groups=Tuple(Row(Str(), Float(0), Float(0))),  # (path regex, lr multiplier, wd multiplier)
+    freeze=Str(), freeze_steps=Int(0),
+    milestone_epochs=Tuple(Float(0, open_low=True), ordered=True), cosine_delay_epochs=Float(0),
+    warmup_epochs=Float(0), freeze_epochs=Float(0),
+)
+
+
 def train(**overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
       batch_size=64,
@@ -84,6 +149,15 @@ def train(**overrides) -> ml_collections.ConfigDict:
       compute_dtype="float32"))  # "bfloat16": mixed precision (float32 weights and losses)
   config.update(overrides)
   return config
+
+
+TRAIN_RULES = dict(
+    batch_size=Int(1),
+    steps=Int(0), epochs=Float(0),  # 0 = not this form (jreid.train.durations needs one of them)
+    log_every=Int(1), checkpoint_every=Int(1),
+    keep_checkpoints=Int(1),  # at least the latest, or a stopped run could not resume
+    compute_dtype=OneOf("float32", "bfloat16"),  # jreid.core.precision.COMPUTE_DTYPES
+)
 
 
 def evaluation(**overrides) -> ml_collections.ConfigDict:
@@ -103,6 +177,17 @@ def evaluation(**overrides) -> ml_collections.ConfigDict:
   return config
 
 
+EVAL_RULES = dict(
+    batch_size=Int(1),
+    metric=OneOf("cosine", "euclidean"),  # jreid.evaluation.distance.METRICS
+    before_training=Bool(), every=Int(0), visualize=Bool(),
+    query_expansion=OneOf("", "qe", "alpha_qe"),
+    qe_top_m=Int(1), aqe_k=Int(1), aqe_alpha=Float(0),
+    rerank=Bool(), rerank_k1=Int(1), rerank_k2=Int(1), rerank_lambda=Float(0, 1),
+    roc=Bool(), cuhk03_single_shot=Bool(), dsr=Bool(), dsr_lambda=Float(0),
+)
+
+
 def run(*, method: str, seed: int = 0, protocol: str = "single") -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       method=method, seed=seed,
@@ -112,6 +197,15 @@ def run(*, method: str, seed: int = 0, protocol: str = "single") -> ml_collectio
       init_from="",     # matching weights from a workdir / checkpoints/ folder, or a PyTorch
                         # file (.pth, .pth.tar, .safetensors: ImageNet, LUPerson(-NL), FastReID)
       distributed=False))  # call jax.distributed.initialize() (multi-host)
+
+
+RUN_RULES = dict(
+    method=Str(),    # a name of jreid.methods.METHODS (jreid.protocols.validate checks it)
+    # jax.random.key keeps 32 bits without x64: 2**32 would be seed 0 again.
+    seed=Int(0, 2**32 - 1),
+    protocol=Str(),  # jreid.protocols.check names the known ones
+    resume=Str(), init_from=Str(), distributed=Bool(),
+)
 
 
 def dg(**overrides) -> ml_collections.ConfigDict:
@@ -130,6 +224,22 @@ def dg(**overrides) -> ml_collections.ConfigDict:
   ))
   config.update(overrides)
   return config
+
+
+DG_RULES = dict(mode=OneOf("single_source", "leave_one_out"),  # jreid.protocols.dg.MODES
+                sources=Str(), targets=Str())
+
+
+def rules(config) -> dict:
+  """The rules of the sections every config has (and of `dg` where it has one).
+
+  A method adds those of the sections it reads (`model`, `loss`, its own;
+  `jreid.methods.validate`).
+  """
+  out = dict(RUN_RULES, data=DATA_RULES, optim=OPTIM_RULES, train=TRAIN_RULES, eval=EVAL_RULES)
+  if "dg" in config:
+    out["dg"] = DG_RULES
+  return out
 
 
 def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "backbone/.*",
@@ -179,14 +289,57 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """`configs/x.py[:arg]` -> its config, as `--config` gives it to jreid.main.
 
-  A relative path is looked up in the working directory, then in jreid's checkout.
+  A relative path is looked up in the working directory, then in jreid's
+  checkout. Every way the file can fail (missing, a folder, not Python, a
+  syntax error, an exception in it or in `get_config`, an unknown preset) is
+  a one-line ConfigError naming the file: the experiment file is the user's
+  code, so its exception is reported with its type, message and line, not
+  as jreid's traceback.
   """
   file_name, _, arg = spec.partition(":")
-  candidates = [pathlib.Path(file_name), pathlib.Path(__file__).parents[1] / file_name]
+  if not file_name:
+    raise ConfigError(f"config spec {spec!r} names no file; expected configs/<name>.py[:preset]")
+  candidates = [pathlib.Path(file_name).expanduser(), pathlib.Path(__file__).parents[1] / file_name]
   path = next((c for c in candidates if c.is_file()), None)
   if path is None:
+    folder = next((c for c in candidates if c.is_dir()), None)
+    if folder is not None:
+      raise ConfigError(f"config file {file_name} is a directory, not a Python file; expected "
+                        "configs/<name>.py[:preset]")
     raise ConfigError(f"no config file {file_name} in {[str(c.parent) for c in candidates]}")
+  if path.suffix != ".py":
+    raise ConfigError(f"config file {path} is not a Python file (.py) defining get_config()")
   module_spec = importlib.util.spec_from_file_location(f"jreid_config_{path.stem}", path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as err:
+    raise ConfigError(f"config file {path}: syntax error at line {err.lineno}: {err.msg}") from None
+  except Exception as err:  # noqa: BLE001  the file is user code: any exception is its error
+    raise ConfigError(f"config file {path} failed to import{_where(err, path)}: "
+                      f"{type(err).__name__}: {_one_line(err)}") from None
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
+    raise ConfigError(f"config file {path} defines no get_config() function")
+  try:
+    config = get_config(arg) if arg else get_config()
+  except Exception as err:  # noqa: BLE001  as above: the preset's own message, in one line
+    preset = f"get_config({arg!r})" if arg else "get_config()"
+    kind = "" if type(err) is ValueError else f"{type(err).__name__}: "
+    raise ConfigError(f"config file {path}: {preset} failed{_where(err, path)}: "
+                      f"{kind}{_one_line(err)}") from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"config file {path}: get_config() returned {type(config).__name__}, "
+                      "not an ml_collections.ConfigDict")
+  return config
+
+
+def _one_line(err: BaseException) -> str:
+  return " ".join(str(err).split()) or "(no message)"
+
+
+def _where(err: BaseException, path: pathlib.Path) -> str:
+  """' at line N' of the innermost frame in the config file itself, if the error passed through it."""
+  lines = [frame.lineno for frame in traceback.extract_tb(err.__traceback__)
+           if pathlib.Path(frame.filename).resolve() == path.resolve()]
+  return f" at line {lines[-1]}" if lines else ""

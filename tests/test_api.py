@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from jreid import protocols
+from jreid.config_blocks import load_config
 import jreid
 from jreid.core import checkpoint
 from jreid.data import datasets
@@ -129,14 +130,20 @@ def test_a_protocol_folder_names_its_runs(tmp_path, smoke_run):
 
 
 def test_train_runs_the_config_s_protocol(tmp_path, monkeypatch):
-  """A protocol is a module with `run(config, workdir)` and a row of PROTOCOLS."""
+  """A protocol is a module with `run(config, workdir)` and a row of PROTOCOLS; it gets a
+  validated config (`protocols.validate`), so a bad value never reaches it."""
   calls = []
   module = types.ModuleType("fake_protocol")
   module.run = lambda config, workdir: calls.append(workdir) or {"ran": config.protocol}
   monkeypatch.setitem(sys.modules, "fake_protocol", module)
   monkeypatch.setitem(protocols.PROTOCOLS, "fake", protocols.Protocol("fake_protocol", None))
-  config = ml_collections.ConfigDict(dict(protocol="fake"))
+  config = load_config("configs/baseline.py:smoke")
+  config.protocol = "fake"
   assert jreid.train(config, tmp_path) == {"ran": "fake"} and calls == [tmp_path]
+  config.train.batch_size = 0
+  with pytest.raises(ConfigError, match="config.train.batch_size=0: expected an integer >= 1"):
+    jreid.train(config, tmp_path)
+  assert calls == [tmp_path]
   with pytest.raises(ConfigError, match="unknown protocol 'nope'"):
     jreid.train(ml_collections.ConfigDict(dict(protocol="nope")), tmp_path)
 

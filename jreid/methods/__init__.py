@@ -1,13 +1,18 @@
-"""`config.method` names a module here; each exposes `build(config, num_classes, make_update)`.
+"""`config.method` names a module here; each exposes `build(config, num_classes, make_update)`
+and `validate(config)`.
 
 `build` returns a checked `jreid.methods.base.Method`: the contract every
 method keeps (init, train_step, features and the optional hooks), written
-down once in `jreid.methods.base`.
+down once in `jreid.methods.base`. `validate` checks the sections the method
+reads beyond the shared ones (`model`, `loss`, its own) against their rules
+(`jreid.config_rules`), and its cross-field rules, without building anything:
+`jreid.protocols.validate` calls it before a run writes a file.
 """
 from __future__ import annotations
 
 import importlib
 
+from jreid import config_rules
 from jreid.errors import ConfigError
 from jreid.methods.base import Method
 
@@ -27,3 +32,9 @@ def build(config, num_classes: int, make_update) -> Method:
     raise ConfigError(f"{METHODS[config.method]}.build returned {type(method).__name__}, not a "
                       "jreid.methods.base.Method (build it with jreid.methods.base.method)")
   return method
+
+
+def validate(config) -> None:
+  """`config.method` is known and its sections fit their rules (a ConfigError names the key)."""
+  config_rules.check(config, {"method": config_rules.OneOf(*METHODS)})
+  importlib.import_module(METHODS[config.method]).validate(config)

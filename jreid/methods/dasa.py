@@ -35,11 +35,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jreid import config_rules
+from jreid.config_rules import Float, OneOf, Str
 from jreid.core import checkpoint, partition, precision
 from jreid.core.state import TrainState
 from jreid.errors import ConfigError
+from jreid.evaluation.routing import POLICIES
 from jreid.losses import objective
-from jreid.methods import base
+from jreid.methods import base, supervised
 from jreid.models.reid import ReID, build_model
 
 NORMS = r".*/(scale|bias)"          # every BN / IN affine, BNNeck included (convs have no bias)
@@ -89,6 +92,14 @@ def lifelong_config(**overrides) -> ml_collections.ConfigDict:
   ))
   config.update(overrides)
   return config
+
+
+LIFELONG_RULES = dict(
+    strategy=OneOf(*STRATEGIES), domains=Str(), unseen=Str(), unseen_policy=OneOf(*POLICIES),
+    epochs=Float(0, open_low=True), warmup_epochs=Float(0),
+    first_milestone_epochs=Float(0), later_milestone_epochs=Float(0),
+    distill_weight=Float(0), distill_temperature=Float(0, open_low=True), teacher=Str(),
+)
 
 
 @flax.struct.dataclass
@@ -236,3 +247,9 @@ def build(config, num_classes: int, make_update) -> base.Method:
                      features=impl.features, load_weights=impl.load_weights,
                      fresh_params=impl.fresh_params, bank=impl.bank, stem_moments=impl.stem_moments,
                      stem_statistics=impl.stem_statistics, impl=impl)
+
+
+def validate(config) -> None:
+  """The supervised sections (a domain is a supervised run) and `config.lifelong`."""
+  supervised.validate(config)
+  config_rules.check(config, {"lifelong": LIFELONG_RULES})

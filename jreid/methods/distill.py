@@ -31,13 +31,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jreid import config_rules
+from jreid.config_rules import Float, OneOf, Str
 from jreid.core import checkpoint
 from jreid.core.state import TrainState
 from jreid.errors import CheckpointMismatchError, ConfigError
 from jreid.losses import distill as kd
 from jreid.losses import objective
 from jreid.methods import base, supervised
-from jreid.models.reid import build_model, model_config
+from jreid.models.reid import build_model, model_config, model_rules
 
 LOGIT_LOSSES = ("l1_pkt", "kl_pkt")
 
@@ -54,6 +56,11 @@ def teacher_config(**overrides) -> ml_collections.ConfigDict:
       logit_scale=0.0))   # 0: linear classifier; > 0: the teacher's margin-softmax scale
   config.update(overrides)
   return config
+
+
+TEACHER_RULES = dict(checkpoint=Str(), loss=OneOf(*LOGIT_LOSSES),
+                     temperature=Float(0, open_low=True), logit_weight=Float(0),
+                     pkt_weight=Float(0), logit_scale=Float(0))
 
 
 @flax.struct.dataclass
@@ -174,3 +181,11 @@ def build(config, num_classes: int, make_update) -> base.Method:
   return base.method(config.method, init=impl.init, train_step=impl.train_step,
                      features=impl.features, spatial_features=impl.spatial_features,
                      load_weights=impl.load_weights, impl=impl)
+
+
+def validate(config) -> None:
+  """The student's sections (as `supervised`) and `config.teacher` with its model."""
+  supervised.validate(config)
+  teacher = config.get("teacher")
+  rules = dict(TEACHER_RULES, model=model_rules(teacher.get("model") if hasattr(teacher, "get") else None))
+  config_rules.check(config, {"teacher": rules})

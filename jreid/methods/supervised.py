@@ -15,11 +15,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jreid import config_blocks, config_rules
 from jreid.core import precision
 from jreid.core.state import TrainState
 from jreid.losses import objective
 from jreid.methods import base
-from jreid.models.reid import build_model
+from jreid.models.reid import build_model, model_rules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,3 +82,16 @@ def build(config, num_classes: int, make_update) -> base.Method:
   impl = build_supervised(config, num_classes, make_update)
   return base.method(config.method, init=impl.init, train_step=impl.train_step,
                      features=impl.features, spatial_features=impl.spatial_features, impl=impl)
+
+
+def validate(config) -> None:
+  """`config.model` and `config.loss`; a batch of whole identities (P x K, the loop's sampler)."""
+  config_rules.check(config, {"model": model_rules(config.get("model")),
+                              "loss": config_blocks.LOSS_RULES})
+  check_identity_batches(config)
+
+
+def check_identity_batches(config) -> None:
+  """The loop's default pipeline (`jreid.data.pipeline.IdentitySampler`) draws P x K batches."""
+  config_rules.check_multiple(config, "train.batch_size", "data.num_instances",
+                              "a batch is P identities x data.num_instances images each")

@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jreid import config_rules
+from jreid.config_rules import Bool, Float, Int
 from jreid.core import ema, precision, queue
 from jreid.core.state import TrainState
 from jreid.data import pipeline
@@ -43,7 +45,7 @@ from jreid.errors import ConfigError
 from jreid.losses.contrastive import info_nce, mmd
 from jreid.methods import base
 from jreid.models import patches
-from jreid.models.contrastive import build_encoder
+from jreid.models.contrastive import build_encoder, encoder_rules
 
 
 def upreid_config(**overrides) -> ml_collections.ConfigDict:
@@ -67,6 +69,16 @@ def upreid_config(**overrides) -> ml_collections.ConfigDict:
   ))
   config.update(overrides)
   return config
+
+
+UPREID_RULES = dict(
+    momentum=Float(0, 1), temperature=Float(0, open_low=True), queue_size=Int(1),
+    projection_hidden=Int(1), projection_dim=Int(1), key_bn_groups=Int(1),
+    consistency=Bool(), consistency_weight=Float(0),
+    mmd_kernel_mul=Float(0, open_low=True), mmd_kernel_num=Int(1),
+    intrinsic=Bool(), patch_weight=Float(0), patch_rows=Int(1), patch_cols=Int(1),
+    hard_mining=Bool(),
+)
 
 
 @flax.struct.dataclass
@@ -211,6 +223,16 @@ def check_config(config) -> None:
                       f"into upreid.patch_rows x patch_cols = {s.patch_rows}x{s.patch_cols} patches")
   if s.hard_mining and not s.intrinsic:
     raise ConfigError("upreid.hard_mining selects patch positives: it needs upreid.intrinsic=True")
+
+
+def validate(config) -> None:
+  """`config.model` (an encoder) and `config.upreid`, then `check_config`'s cross-field rules.
+
+  Its batches are views of single images (`pipeline.view_dataset`), not P x K
+  identities, so `data.num_instances` does not constrain the batch.
+  """
+  config_rules.check(config, {"model": encoder_rules(config.get("model")), "upreid": UPREID_RULES})
+  check_config(config)
 
 
 def build(config, num_classes: int, make_update) -> base.Method:

@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jreid.config_rules import Bool, Float, OneOf
 from jreid.errors import ConfigError
-from jreid.models.backbones import backbone_config
+from jreid.models.backbones import BACKBONES, backbone_config, backbone_rules
+from jreid.models.pooling import POOLINGS
 from jreid.models.reid import build_backbone, pooling_factory
 
 
@@ -52,6 +54,14 @@ def encoder_config(backbone: str = "resnet50") -> ml_collections.ConfigDict:
   """
   return ml_collections.ConfigDict(dict(backbone=backbone_config(backbone), pooling="avg",
                                         gem_p=3.0, gem_learnable=False))
+
+
+def encoder_rules(model_cfg) -> dict:
+  """The rules of `encoder_config`'s fields (`jreid.config_rules`), for its backbone's family."""
+  backbone = model_cfg.get("backbone") if hasattr(model_cfg, "get") else None
+  return dict(backbone=backbone_rules(backbone) if hasattr(backbone, "get") else
+              {"name": OneOf(*BACKBONES)},
+              pooling=OneOf(*POOLINGS), gem_p=Float(0, open_low=True), gem_learnable=Bool())
 
 
 def build_encoder(model_cfg: ml_collections.ConfigDict, hidden: int, dim: int) -> ContrastiveEncoder:

@@ -33,7 +33,8 @@ section (`jreid.models.backbones.backbone_config`). For example
 
 Switching to a backbone of another family means replacing the whole section
 (`config.model.backbone = backbone_config("resnest50")`), since the families'
-options differ.
+options differ. `model_rules(config.model)` gives the types and ranges of a
+section's fields (`jreid.config_rules`): `_COMMON_RULES` and each meta's below.
 """
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from jreid.config_rules import Bool, Float, Int, OneOf, Str
 from jreid.errors import ConfigError
-from jreid.models.backbones import BACKBONES, backbone_config, backbone_options
+from jreid.models.backbones import BACKBONES, backbone_config, backbone_options, backbone_rules
 from jreid.models.heads import BNNeck, LinearHead, ReductionHead
 from jreid.models.mgn import MGN
 from jreid.models.pcb import PCB
@@ -66,6 +68,14 @@ def _common(meta: str, backbone: str) -> dict:
   )
 
 
+_COMMON_RULES = dict(
+    meta=Str(),  # model_rules checks it against META_CONFIGS
+    pooling=OneOf(*POOLINGS), gem_p=Float(0, open_low=True), gem_learnable=Bool(),
+    test_feature=OneOf(*TEST_FEATURES),
+)
+_DROPOUT = Float(0, 1, open_high=True)  # a rate of 1 drops every unit
+
+
 def reid_config(backbone: str = "resnet50") -> ml_collections.ConfigDict:
   """BoT (Luo et al.) defaults: last stride 1, GAP, BNNeck with no bias, test on the BN feature."""
   return ml_collections.ConfigDict(dict(
@@ -77,9 +87,17 @@ def reid_config(backbone: str = "resnet50") -> ml_collections.ConfigDict:
   ))
 
 
+_REID_RULES = dict(head=OneOf(*HEADS), neck_bias=Bool(),
+                   embed_dim=Int(0),  # 0 unless head="reduction", which needs it > 0 (build_model)
+                   dropout=_DROPOUT)
+
+
 def mgn_config(backbone: str = "resnet50") -> ml_collections.ConfigDict:
   """MGN: a BNNeck per region; `backbone.last_stride` is the part branches' layer4 stride."""
   return ml_collections.ConfigDict(dict(_common("mgn", backbone), neck_bias=False))
+
+
+_MGN_RULES = dict(neck_bias=Bool())
 
 
 def pcb_config(backbone: str = "resnet50") -> ml_collections.ConfigDict:
@@ -92,8 +110,22 @@ def pcb_config(backbone: str = "resnet50") -> ml_collections.ConfigDict:
   ))
 
 
+_PCB_RULES = dict(num_parts=Int(1), part_dim=Int(1), dropout=_DROPOUT)
+
 META_CONFIGS = {"reid": reid_config, "mgn": mgn_config, "pcb": pcb_config}
+META_RULES = {"reid": _REID_RULES, "mgn": _MGN_RULES, "pcb": _PCB_RULES}
 METAS = tuple(META_CONFIGS)
+
+
+def model_rules(model_cfg) -> dict:
+  """The rules of a `config.model` section, for its meta-architecture and backbone family."""
+  meta = model_cfg.get("meta") if hasattr(model_cfg, "get") else None
+  rules = dict(_COMMON_RULES, meta=OneOf(*METAS))
+  if isinstance(meta, str) and meta in META_RULES:
+    rules.update(META_RULES[meta])
+  backbone = model_cfg.get("backbone") if hasattr(model_cfg, "get") else None
+  rules["backbone"] = backbone_rules(backbone) if hasattr(backbone, "get") else {"name": OneOf(*BACKBONES)}
+  return rules
 
 
 def model_config(meta: str = "reid", backbone: str = "resnet50") -> ml_collections.ConfigDict:

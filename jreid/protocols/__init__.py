@@ -7,6 +7,10 @@ and to the config section it reads; a new protocol is a module and a row.
 The table, not the presence of a key, decides: a config whose section does
 not fit its protocol fails here, before any work, instead of being run as
 another protocol.
+
+`run` also checks every value once, before the protocol writes anything
+(`validate`: each section's declared rules, `jreid.config_rules`), so a bad
+value is one ConfigError naming the key, not a traceback hours in.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import dataclasses
 import importlib
 import pathlib
 
+from jreid import config_blocks, config_rules, methods
 from jreid.errors import ConfigError
 
 
@@ -49,7 +54,42 @@ def check(config) -> str:
   return name
 
 
+RECIPE = "recipe:"  # `init_from=recipe:configs/x.py[:arg]` (jreid.train.loop.resolve_init_from)
+
+
+def validate(config, *, recipes: bool = True) -> None:
+  """Every field with a declared rule: the shared sections, then those of `config.method`.
+
+  With `recipes`, an `init_from=recipe:<spec>` is loaded and validated too,
+  as the pre-training run it names would be (a saved run's config.json is
+  validated without: its pre-training already happened).
+  """
+  config_rules.check(config, config_blocks.rules(config))
+  methods.validate(config)
+  if recipes and config.init_from.startswith(RECIPE):
+    spec = config.init_from[len(RECIPE):]
+    try:
+      validate(config_blocks.load_config(spec))
+    except ConfigError as err:
+      raise ConfigError(f"config.init_from={config.init_from}: {err}") from None
+
+
+def check_devices(config) -> None:
+  """Starts `jax.distributed` if asked, then checks that the batches split over the devices.
+
+  Here, before the protocol runs, so that a refused run (no cluster, a batch
+  the device count does not divide) writes nothing; the loop's own start of
+  `jax.distributed` is then a no-op.
+  """
+  from jreid.core import sharding  # jax: only when a run starts
+  sharding.maybe_initialize_distributed(config.distributed)
+  sharding.check_divisible({"train.batch_size": config.train.batch_size,
+                            "eval.batch_size": config.eval.batch_size})
+
+
 def run(config, workdir: str | pathlib.Path) -> dict:
   """Runs the protocol `config.protocol` names in `workdir`; returns its results."""
   name = check(config)
+  validate(config)
+  check_devices(config)
   return importlib.import_module(PROTOCOLS[name].module).run(config, workdir)

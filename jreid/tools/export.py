@@ -15,6 +15,7 @@ import sys
 
 from jreid.convert import export, torch_names
 from jreid.errors import ReIDError
+from jreid.tools import int_at_least
 
 
 def main(argv=None) -> int:
@@ -23,7 +24,8 @@ def main(argv=None) -> int:
   parser.add_argument("--checkpoint", required=True, help="a jreid workdir or its checkpoints/ folder")
   parser.add_argument("--out", required=True, help="output file: .pth / .pt (PyTorch) or .safetensors")
   parser.add_argument("--layout", default="fastreid", choices=torch_names.LAYOUTS)
-  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+  parser.add_argument("--step", type=int_at_least(0), default=None,
+                      help="checkpoint step (default: the latest)")
   args = parser.parse_args(argv)
   try:
     result = export.export_checkpoint(args.checkpoint, args.out, layout=args.layout, step=args.step)

@@ -12,6 +12,7 @@ import time
 
 from jreid.data import synth
 from jreid.errors import ReIDError
+from jreid.tools import int_at_least
 
 
 def _describe(preset: synth.Preset) -> str:
@@ -23,9 +24,9 @@ def _describe(preset: synth.Preset) -> str:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog="python -m jreid.tools.synth", description=__doc__.splitlines()[0])
   parser.add_argument("--preset", default="small", help="one of: " + ", ".join(synth.PRESETS))
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--seed", type=int_at_least(0), default=0)
   parser.add_argument("--root", default="/tmp/jreid_data")
   parser.add_argument("--list", action="store_true", help="list the presets and exit")
   args = parser.parse_args(argv)

@@ -14,15 +14,18 @@ import sys
 import jreid
 from jreid.errors import ReIDError
 from jreid.evaluation import retrieval
+from jreid.tools import int_at_least
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog="python -m jreid.tools.visualize",
+                                   description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--dataset", default="", help="one test set (default: all of the run's)")
-  parser.add_argument("--num_queries", type=int, default=10)
-  parser.add_argument("--topk", type=int, default=10)
-  parser.add_argument("--seed", type=int, default=0, help="picks which queries are drawn")
+  parser.add_argument("--num_queries", type=int_at_least(1), default=10,
+                      help="rank lists drawn (queries with a match)")
+  parser.add_argument("--topk", type=int_at_least(1), default=10, help="gallery images per rank list")
+  parser.add_argument("--seed", type=int_at_least(0), default=0, help="picks which queries are drawn")
   args = parser.parse_args(argv)
   workdir = pathlib.Path(args.workdir).expanduser()
   try:

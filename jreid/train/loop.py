@@ -82,6 +82,8 @@ def _jit_with_constants(fn, constants, in_shardings, out_shardings, **kwargs) ->
 
 
 def prepare(config) -> Prepared:
+  sharding.check_divisible({"train.batch_size": config.train.batch_size,
+                            "eval.batch_size": config.eval.batch_size})
   data = load_data(config)
   config, epochs = durations.resolve(config, len(data.train))
   mesh = sharding.data_mesh()

@@ -6,7 +6,8 @@ fixes (depth, block, ResNeXt groups, FastReID's non-local positions);
 `(x, *, train) -> (map, intermediates)`.
 
 `config.model.backbone` is a section `{"name": ..., **options}` made by
-`backbone_config(name)` from the family's defaults. `backbone_options(section)`
+`backbone_config(name)` from the family's defaults, and `backbone_rules(section)`
+are the types and ranges of its fields (`jreid.config_rules`). `backbone_options(section)`
 checks its keys against the module's dataclass fields, so a misspelt option
 is an error naming the known ones instead of a setting that silently does
 nothing. A family's `weights` names its PyTorch name map in
@@ -24,6 +25,7 @@ from typing import Any, Callable, Mapping
 import flax.linen as nn
 import ml_collections
 
+from jreid.config_rules import Bool, Int, OneOf, Tuple
 from jreid.errors import ConfigError
 from jreid.models.backbones.resnest import ResNeSt
 from jreid.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
@@ -42,9 +44,11 @@ class Family:
   range), never a config key. `prepare` turns config values into module
   values (e.g. `conv_impl="auto"` -> the backend's). `weights`: its
   `jreid.convert.maps.WEIGHT_MAPS` name, None where no PyTorch map exists yet.
+  `rules`: each option's type and range (`jreid.config_rules`).
   """
   module: type[nn.Module]
   options: Callable[[], dict[str, Any]]
+  rules: Mapping[str, Any]
   fixed: frozenset[str] = frozenset()
   prepare: Callable[[dict[str, Any]], dict[str, Any]] = lambda options: options
   weights: str | None = None
@@ -77,6 +81,16 @@ def _resnet_options() -> dict[str, Any]:
   )
 
 
+_CONV_IMPLS = OneOf("auto", "xla", "dot_1x1", "dot")  # "auto" + jreid.models.layers.CONV_IMPLS
+_RESNET_RULES = dict(
+    width=Int(1), last_stride=OneOf(1, 2),
+    ibn=OneOf("", "a", "b") | Bool(),  # True is IBN-a (resnet.py)
+    non_local=Bool(), conv_impl=_CONV_IMPLS,
+    sa_kernel=OneOf(0) | Int(1, odd=True),  # 0: no SA module; else a centred (odd) kernel
+    sa_stages=Tuple(Int(0, 4)),
+)
+
+
 def _prepare_resnet(options: dict[str, Any]) -> dict[str, Any]:
   if options["sa_kernel"] and (options["sa_kernel"] % 2 == 0
                                or not set(options["sa_stages"]) <= {0, 1, 2, 3, 4}):
@@ -90,16 +104,19 @@ def _resnest_options() -> dict[str, Any]:
   return dict(width=64, last_stride=1, non_local=False, conv_impl="auto")
 
 
+_RESNEST_RULES = dict(width=Int(1), last_stride=OneOf(1, 2), non_local=Bool(), conv_impl=_CONV_IMPLS)
+
+
 def _prepare_resnest(options: dict[str, Any]) -> dict[str, Any]:
   return {**options, "conv_impl": resolve_conv_impl(options["conv_impl"])}
 
 
 FAMILIES = {
-    "resnet": Family(ResNet, _resnet_options, prepare=_prepare_resnet, weights="resnet",
+    "resnet": Family(ResNet, _resnet_options, _RESNET_RULES, prepare=_prepare_resnet, weights="resnet",
                      fixed=frozenset({"block", "stage_sizes", "non_local_stages", "groups",
                                       "width_per_group", "first", "last"})),
     # No PyTorch map yet: its shortcut (avg-pool -> conv -> bn) differs from ResNet's.
-    "resnest": Family(ResNeSt, _resnest_options, prepare=_prepare_resnest,
+    "resnest": Family(ResNeSt, _resnest_options, _RESNEST_RULES, prepare=_prepare_resnest,
                       fixed=frozenset({"stage_sizes", "non_local_stages", "radix"})),
 }
 
@@ -135,6 +152,15 @@ def family_of(name: str) -> Family:
 def backbone_config(name: str = "resnet50") -> ml_collections.ConfigDict:
   """`config.model.backbone` for `name`: the name and its family's default options."""
   return ml_collections.ConfigDict({"name": name, **family_of(name).options()})
+
+
+def backbone_rules(section: Mapping[str, Any]) -> dict[str, Any]:
+  """The rules of a `model.backbone` section: its name, then its family's options (if the name is known)."""
+  name_rule = OneOf(*BACKBONES)
+  name = section.get("name") if isinstance(section, (Mapping, ml_collections.ConfigDict)) else None
+  if not isinstance(name, str) or name not in BACKBONES:
+    return {"name": name_rule}
+  return {"name": name_rule, **FAMILIES[BACKBONES[name].family].rules}
 
 
 def backbone_options(section: Mapping[str, Any]) -> tuple[Backbone, dict[str, Any]]:
