@@ -82,8 +82,6 @@ def _jit_with_constants(fn, constants, in_shardings, out_shardings, **kwargs) ->
 
 
 def prepare(config) -> Prepared:
-  sharding.check_divisible({"train.batch_size": config.train.batch_size,
-                            "eval.batch_size": config.eval.batch_size})
   data = load_data(config)
   config, epochs = durations.resolve(config, len(data.train))
   mesh = sharding.data_mesh()
@@ -341,6 +339,9 @@ def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] |
   """
   workdir = paths.check_output_folder(workdir, "workdir")
   sharding.maybe_initialize_distributed(config.distributed)
+  # Training only: a finished run's tools (jreid.load) may open it on other devices.
+  sharding.check_divisible({"train.batch_size": config.train.batch_size,
+                            "eval.batch_size": config.eval.batch_size})
   is_main = jax.process_index() == 0
   log = (lambda text: print(text, flush=True)) if is_main else (lambda text: None)
 
