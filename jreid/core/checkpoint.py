@@ -277,7 +277,7 @@ class Checkpointer:
         how = "verified by its digest" if verified else f"no {DIGEST_FILE}, so not verified"
         return (f"step {candidate} is intact ({how}): move {self.step_folder(step)} out of "
                 f"{self.directory} to use it, or pass {self.step_folder(candidate)} itself as "
-                "config.resume / config.init_from / --checkpoint")
+                "config.resume (in a new workdir) / config.init_from / --checkpoint")
     return f"no older step is intact (checked {older})" if older else "there is no older step"
 
   def _unreadable(self, step: int, err: Exception, verified: bool) -> CheckpointDamagedError:
@@ -293,6 +293,8 @@ class Checkpointer:
   def _check_compatible(self, step: int, abstract_state, verified: bool = True) -> None:
     try:
       stored_tree = self.manager.item_metadata(step)["state"]
+      if stored_tree is None:  # orbax's answer when state/_METADATA is gone
+        raise FileNotFoundError("it finds no metadata of state/ (state/_METADATA is missing)")
       stored_tree = getattr(stored_tree, "tree", stored_tree)
       stored = {part: shapes_by_name(stored_tree.get(part, {}) or {})
                 for part in ("params", "batch_stats")}
