@@ -121,6 +121,15 @@ def step_problem(folder: str | pathlib.Path) -> tuple[str | None, bool]:
   Sizes are compared before anything is hashed, so a truncated file costs no read.
   """
   folder = pathlib.Path(folder)
+  try:
+    return _step_problem(folder)
+  except OSError as err:  # an unreadable file or folder (permissions, I/O error)
+    where = pathlib.Path(err.filename) if err.filename else folder
+    name = where.relative_to(folder).as_posix() if where.is_relative_to(folder) else str(where)
+    return f"{name or '.'} cannot be read ({err.strerror or err})", False
+
+
+def _step_problem(folder: pathlib.Path) -> tuple[str | None, bool]:
   if not folder.is_dir():
     return "the folder does not exist", False
   if not any(folder.iterdir()):

@@ -1,3 +1,4 @@
+import pathlib
 import shutil
 
 import jax.numpy as jnp
@@ -222,3 +223,18 @@ def test_a_stored_iterator_position_that_does_not_fit_is_one_error(tmp_path):
   iterator = iter(dataset)
   checkpoint.set_iterator_state(iterator, {"next_index": 2}, where)  # in range: accepted
   assert iterator.get_state() == {"next_index": 2}
+
+
+def test_an_unreadable_file_is_named(tmp_path, monkeypatch):
+  """As for a file without read permission (the tests may run as root, who reads anything)."""
+  ckpt = _saved(tmp_path)
+  folder = ckpt.step_folder(2)
+  real_open = open
+
+  def failing_open(path, *args, **kwargs):
+    if pathlib.Path(path) == folder / "data" / "metadata":
+      raise PermissionError(13, "Permission denied", str(path))
+    return real_open(path, *args, **kwargs)
+
+  monkeypatch.setattr("builtins.open", failing_open)
+  assert checkpoint.step_problem(folder) == ("data/metadata cannot be read (Permission denied)", False)
