@@ -21,6 +21,10 @@ class CheckpointMismatchError(ReIDError, ValueError):
   """A checkpoint was written by a different model (names or shapes differ)."""
 
 
+class CheckpointDamagedError(ReIDError, OSError):
+  """A checkpoint step folder is incomplete, or its files differ from the digest written with them."""
+
+
 class RunNotFoundError(ReIDError, FileNotFoundError):
   """A run folder is missing, or lacks its config.json or checkpoints (`jreid.load`)."""
 

@@ -30,14 +30,17 @@ class ExportResult:
 
 
 def checkpoint_variables(checkpoint: str | pathlib.Path, step: int | None = None) -> tuple[dict, str]:
-  """`{"params", "batch_stats"}` of a jreid run (its workdir or checkpoints/ folder) and where they came from."""
+  """`{"params", "batch_stats"}` of a jreid run and where they came from.
+
+  `checkpoint` is a workdir or its checkpoints/ folder (the latest step, or
+  `step`), or one step folder; the step's digest is verified before reading.
+  """
   from jreid.core.checkpoint import open_existing  # orbax is slow to import; only here
-  checkpointer, latest = open_existing(checkpoint)
-  step = latest if step is None else step
-  if step not in checkpointer.manager.all_steps():
-    raise CheckpointMismatchError(f"{checkpointer.directory} has no step {step}; it has "
-                                  f"{sorted(checkpointer.manager.all_steps())}")
-  raw = checkpointer.restore_raw(step)
+  checkpointer, step = open_existing(checkpoint, step)
+  try:
+    raw = checkpointer.restore_raw(step)
+  finally:
+    checkpointer.close()
   variables = {c: raw.get(c) or {} for c in torch_names.COLLECTIONS}
   return variables, str(checkpointer.directory / str(step))
 

@@ -1,24 +1,44 @@
 """Orbax checkpoints of the train state plus the input pipeline's iterator state.
 
 Saves are atomic (orbax writes a temporary folder and renames it), so a run
-killed at any moment leaves only complete checkpoints. Before restoring, the
-stored parameter names and shapes are compared with the model's, so a
-checkpoint from another model fails with one clear line instead of a deep
-tensorstore error.
+killed at any moment leaves only complete checkpoints. Once orbax has
+finalised a step, its folder gets `jreid_digest.json`: every file's size and
+SHA-256. Every read (resume, `config.resume`, `init_from`, export,
+`jreid.load`) checks the step first, so a truncated, deleted, extra or
+byte-flipped file is one error naming the step folder and the file, never
+silent damage or a tensorstore traceback; orbax's own errors on a step become
+one line too. A damaged step is never skipped: the error says whether an
+older step is intact and how to use it (move the damaged folder away, or name
+the intact step folder where a checkpoint is expected).
+
+A step without a digest was written by a jreid older than digests, or by a
+run killed in the instant between orbax's rename and the digest write; it is
+read with a printed "not verified" note, since refusing it would strand every
+older workdir (and resume after such a kill), while its orbax errors still
+come as one line. Before restoring, the stored parameter names and shapes are
+compared with the model's, so a checkpoint from another model fails with one
+clear line instead of a deep tensorstore error.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import pathlib
+import sys
+from concurrent import futures
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jreid.core import tree_paths
-from jreid.errors import CheckpointMismatchError
+from jreid.core import reporting, tree_paths
+from jreid.errors import CheckpointDamagedError, CheckpointMismatchError
 
 CHECKPOINT_SUBDIR = "checkpoints"
+DIGEST_FILE = "jreid_digest.json"
+DIGEST_FORMAT = "jreid checkpoint digest 1"
 
 
 def shapes_by_name(tree) -> dict[str, tuple[int, ...]]:
@@ -50,8 +70,162 @@ def resolve_directory(path: str | pathlib.Path) -> pathlib.Path:
   return path
 
 
+# ------------------------------------------------------------------ digests
+
+def _file_entry(path: pathlib.Path) -> list:
+  with open(path, "rb") as stream:
+    return [os.fstat(stream.fileno()).st_size, hashlib.file_digest(stream, "sha256").hexdigest()]
+
+
+def _step_files(folder: pathlib.Path) -> list[str]:
+  """Every file below a step folder, relative and '/'-separated; the digest (and its temporary) aside."""
+  names = (path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+  return sorted(name for name in names
+                if name != DIGEST_FILE and not name.startswith(f".{DIGEST_FILE}."))
+
+
+def _hash_files(folder: pathlib.Path, names: list[str]) -> dict[str, list]:
+  """name -> [bytes, sha256]; hashlib releases the GIL, so threads hash a step's big files side by side."""
+  with futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+    return dict(zip(names, pool.map(lambda name: _file_entry(folder / name), names)))
+
+
+def write_digest(folder: str | pathlib.Path) -> pathlib.Path:
+  """Records every file of a finalised step folder (size and SHA-256) in its `DIGEST_FILE`."""
+  folder = pathlib.Path(folder)
+  files = _hash_files(folder, _step_files(folder))
+  reporting.write_json_atomic(folder / DIGEST_FILE, {"format": DIGEST_FORMAT, "hash": "sha256",
+                                                     "files": files})
+  return folder / DIGEST_FILE
+
+
+def _read_digest(path: pathlib.Path) -> dict[str, list]:
+  """The digest's name -> [bytes, sha256]; ValueError if it is not a digest this jreid wrote."""
+  try:
+    payload = json.loads(path.read_bytes())
+  except (OSError, UnicodeDecodeError) as err:
+    raise ValueError(str(err)) from None
+  if not isinstance(payload, dict) or payload.get("format") != DIGEST_FORMAT:
+    raise ValueError(f"not a {DIGEST_FORMAT!r} file")
+  files = payload.get("files")
+  if not isinstance(files, dict) or not all(
+      isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)
+      and isinstance(entry[1], str) for entry in files.values()):
+    raise ValueError("its 'files' entry is not a map of name -> [bytes, sha256]")
+  return files
+
+
+def step_problem(folder: str | pathlib.Path) -> tuple[str | None, bool]:
+  """(what is wrong with a step folder, or None; whether its digest verified every file).
+
+  Sizes are compared before anything is hashed, so a truncated file costs no read.
+  """
+  folder = pathlib.Path(folder)
+  try:
+    return _step_problem(folder)
+  except OSError as err:  # an unreadable file or folder (permissions, I/O error)
+    where = pathlib.Path(err.filename) if err.filename else folder
+    name = where.relative_to(folder).as_posix() if where.is_relative_to(folder) else str(where)
+    return f"{name or '.'} cannot be read ({err.strerror or err})", False
+
+
+def _step_problem(folder: pathlib.Path) -> tuple[str | None, bool]:
+  if not folder.is_dir():
+    return "the folder does not exist", False
+  if not any(folder.iterdir()):
+    return "the folder is empty, not a checkpoint (orbax never leaves an empty step folder)", False
+  digest = folder / DIGEST_FILE
+  if not digest.exists():
+    if not (folder / "state").is_dir():
+      return "it has no state/ folder (and no digest), so it holds no train state", False
+    return None, False
+  try:
+    recorded = _read_digest(digest)
+  except ValueError as err:
+    return f"its digest {DIGEST_FILE} is unreadable ({_short(err)})", False
+  present = _step_files(folder)
+  missing = sorted(set(recorded) - set(present))
+  gone = sorted({name.split("/")[0] for name in missing
+                 if "/" in name and not (folder / name.split("/")[0]).exists()})
+  problems = [f"{top}/ is missing (its digest lists "
+              f"{sum(name.startswith(top + '/') for name in missing)} files in it)" for top in gone]
+  problems += [f"{name} is missing (its digest lists it)" for name in missing
+               if name.split("/")[0] not in gone]
+  problems += [f"{name} is not in its digest (a file added after the save)"
+               for name in present if name not in recorded]
+  kept = [name for name in present if name in recorded]
+  for name in kept:
+    size = (folder / name).stat().st_size
+    if size != recorded[name][0]:
+      problems.append(f"{name} is {size} bytes, its digest says {recorded[name][0]} (truncated or replaced)")
+  if not problems:
+    actual = _hash_files(folder, kept)
+    problems = [f"{name} differs from its digest (SHA-256 mismatch: the file was altered)"
+                for name in kept if actual[name][1] != recorded[name][1]]
+  if problems:
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    return problems[0] + more, False
+  return None, True
+
+
+# ------------------------------------------------------------------ orbax errors
+
+def _short(err: BaseException, limit: int = 240) -> str:
+  """One line of an orbax/tensorstore error: the cause if orbax wrapped one, specs and dumps cut off."""
+  while type(err) is Exception and err.__cause__ is not None:  # orbax wraps tensorstore's error
+    err = err.__cause__
+  text = str(err) or type(err).__name__
+  for cut in (" See full TensorStore details", " [tensorstore_spec=", "\n"):
+    text = text.split(cut)[0]
+  text = " ".join(text.split())
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# What orbax raises on a damaged or foreign step (seen in tests/bad_inputs/test_checkpoints.py):
+# JSON errors (ValueError), tensorstore's ValueError, FileNotFoundError, KeyError on a
+# missing item, AttributeError/TypeError on a metadata file of the wrong shape, and a bare
+# `Exception` wrapping a failed tensorstore read (orbax/_src/serialization/serialization.py).
+_ORBAX_ERRORS = (ValueError, KeyError, TypeError, AttributeError, OSError)
+
+
+def _is_orbax_error(err: Exception) -> bool:
+  return isinstance(err, _ORBAX_ERRORS) or type(err) is Exception
+
+
+def _drop_abandoned_read_reports() -> None:
+  """Mutes what orbax's abandoned reads print after it gave up on a damaged array file.
+
+  When one tensorstore read fails, orbax closes its event loop while the other
+  reads of the step still run; each then reports "Event loop is closed" (or
+  its dropped coroutine) through `sys.unraisablehook`, hundreds of tracebacks
+  after the one-line error. Exactly those are dropped; any other report goes
+  to the previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_abandoned_orbax_reads", False):
+    return
+
+  def hook(unraisable):
+    error, code = unraisable.exc_value, getattr(unraisable.object, "cr_code", None)
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      return
+    if code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename:
+      return
+    previous(unraisable)
+
+  hook.drops_abandoned_orbax_reads = True
+  sys.unraisablehook = hook
+
+
+def _note(text: str) -> None:
+  if jax.process_index() == 0:
+    print(text, flush=True)
+
+
+# ------------------------------------------------------------------ checkpointer
+
 class Checkpointer:
-  """Keep-N periodic checkpoints of {'state': train state, 'data': iterator state}."""
+  """Keep-N periodic checkpoints of {'state': train state, 'data': iterator state}, with digests."""
 
   def __init__(self, directory: str | pathlib.Path, *, keep: int = 3, read_only: bool = False):
     self.directory = pathlib.Path(directory).expanduser().resolve()
@@ -60,40 +234,119 @@ class Checkpointer:
     handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
+  def step_folder(self, step: int) -> pathlib.Path:
+    return self.directory / str(step)
+
+  def all_steps(self) -> list[int]:
+    """Every step folder orbax sees (digit names; its unfinished `*.orbax-checkpoint-tmp-*` are not)."""
+    return sorted(self.manager.all_steps())
+
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def save(self, step: int, state, data_state: dict | None) -> None:
+    """Writes step `step`, waits for orbax to finalise it, then writes its digest.
+
+    `state` may hold jax arrays or host numpy arrays (a snapshot); either
+    restores into `abstract_state`'s shardings with the same values.
+    Synchronous: the digest needs the finished files, and a save that returns
+    has its step on disk.
+    """
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=ocp.args.JsonSave(data_state or {}))
-    self.manager.save(step, args=args)
+    saved = self.manager.save(step, args=args)
+    self.manager.wait_until_finished()
+    if saved and jax.process_index() == 0:
+      write_digest(self.step_folder(step))
 
-  def _check_compatible(self, step: int, abstract_state) -> None:
-    stored_tree = self.manager.item_metadata(step)["state"]
-    stored_tree = getattr(stored_tree, "tree", stored_tree)
+  def check(self, step: int) -> bool:
+    """Raises CheckpointDamagedError unless step `step` is whole; True if its digest verified it.
+
+    The error names the folder and what is wrong, and says whether an older
+    step is intact and how to use it; a step without a digest passes with a note.
+    """
+    problem, verified = step_problem(self.step_folder(step))
+    if problem:
+      raise self._unusable(step, problem)
+    if not verified:
+      _note(f"note: checkpoint {self.step_folder(step)} has no {DIGEST_FILE} (written by a jreid "
+            "before digests, or the run stopped just after writing it): its files are not verified")
+    return verified
+
+  def _unusable(self, step: int, problem: str) -> CheckpointDamagedError:
+    return CheckpointDamagedError(f"checkpoint {self.step_folder(step)} cannot be used: {problem}; "
+                                  f"{self._older(step)}")
+
+  def _older(self, step: int) -> str:
+    """Whether an older step is intact (its digest checked) and how to use it: never chosen silently."""
+    older = [s for s in self.all_steps() if s < step]
+    for candidate in reversed(older):
+      problem, verified = step_problem(self.step_folder(candidate))
+      if problem is None:
+        how = "verified by its digest" if verified else f"no {DIGEST_FILE}, so not verified"
+        return (f"step {candidate} is intact ({how}): move {self.step_folder(step)} out of "
+                f"{self.directory} to use it, or pass {self.step_folder(candidate)} itself as "
+                "config.resume (in a new workdir) / config.init_from / --checkpoint")
+    return f"no older step is intact (checked {older})" if older else "there is no older step"
+
+  def _unreadable(self, step: int, err: Exception, verified: bool) -> CheckpointDamagedError:
+    """An orbax failure on a step whose files were (not) verified, as one line."""
+    if type(err) is Exception:
+      _drop_abandoned_read_reports()
+    if verified:  # the files are as written: orbax cannot read what it wrote
+      return CheckpointDamagedError(f"checkpoint {self.step_folder(step)} matches its digest but orbax "
+                                    f"cannot read it: {_short(err)}")
+    return self._unusable(step, f"orbax cannot read it for this run ({_short(err)}): damaged, or "
+                                "written by a run of another config")
+
+  def _check_compatible(self, step: int, abstract_state, verified: bool = True) -> None:
+    try:
+      stored_tree = self.manager.item_metadata(step)["state"]
+      if stored_tree is None:  # orbax's answer when state/_METADATA is gone
+        raise FileNotFoundError("it finds no metadata of state/ (state/_METADATA is missing)")
+      stored_tree = getattr(stored_tree, "tree", stored_tree)
+      stored = {part: shapes_by_name(stored_tree.get(part, {}) or {})
+                for part in ("params", "batch_stats")}
+    except Exception as err:  # narrowed by _is_orbax_error: anything else is a bug, re-raised
+      if not _is_orbax_error(err):
+        raise
+      raise self._unreadable(step, err, verified) from None
     for part in ("params", "batch_stats"):
-      stored = shapes_by_name(stored_tree.get(part, {}) or {})
-      expected = shapes_by_name(getattr(abstract_state, part))
-      problem = describe_mismatch(stored, expected)
+      problem = describe_mismatch(stored[part], shapes_by_name(getattr(abstract_state, part)))
       if problem:
         raise CheckpointMismatchError(
-            f"checkpoint {self.directory / str(step)} was written by a different model: {problem}")
+            f"checkpoint {self.step_folder(step)} was written by a different model: {problem}")
 
   def restore(self, step: int, abstract_state) -> tuple[Any, dict]:
-    """Restores into the shapes, dtypes and shardings of `abstract_state`."""
-    self._check_compatible(step, abstract_state)
+    """Restores into the shapes, dtypes and shardings of `abstract_state` (after `check`)."""
+    verified = self.check(step)
+    self._check_compatible(step, abstract_state, verified)
     args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
                               data=ocp.args.JsonRestore())
     try:
       restored = self.manager.restore(step, args=args)
-    except (ValueError, KeyError, TypeError) as err:
-      raise CheckpointMismatchError(
-          f"checkpoint {self.directory / str(step)} does not fit this run: {err}") from None
-    return restored["state"], restored["data"] or {}
+    except Exception as err:  # narrowed by _is_orbax_error: anything else is a bug, re-raised
+      if not _is_orbax_error(err):
+        raise
+      if verified and isinstance(err, (ValueError, KeyError, TypeError)):
+        raise CheckpointMismatchError(
+            f"checkpoint {self.step_folder(step)} does not fit this run: {_short(err)}") from None
+      raise self._unreadable(step, err, verified) from None
+    data_state = restored["data"] or {}
+    if not isinstance(data_state, dict):
+      raise self._unusable(step, f"data/ holds a JSON {type(data_state).__name__}, not the iterator "
+                                 "state object jreid writes")
+    return restored["state"], data_state
 
   def restore_raw(self, step: int) -> Any:
     """The stored state as nested dicts of numpy arrays (for loading weights into another run)."""
-    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    verified = self.check(step)
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    except Exception as err:  # narrowed by _is_orbax_error: anything else is a bug, re-raised
+      if not _is_orbax_error(err):
+        raise
+      raise self._unreadable(step, err, verified) from None
     return jax.device_get(restored["state"])
 
   def wait(self) -> None:
@@ -103,16 +356,52 @@ class Checkpointer:
     self.manager.close()
 
 
-def open_existing(path: str | pathlib.Path) -> tuple[Checkpointer, int]:
-  """A read-only checkpointer on another run's checkpoints and its latest step."""
-  directory = resolve_directory(path)
+def set_iterator_state(iterator, iterator_state, where: str | pathlib.Path) -> None:
+  """`iterator.set_state(iterator_state)`, a stored position that does not fit as one line naming `where`.
+
+  Grain raises IndexError (a position out of range), KeyError (a missing key)
+  or TypeError (a value of the wrong type) on a hand-edited or foreign state.
+  """
+  try:
+    iterator.set_state(iterator_state)
+  except (IndexError, KeyError, TypeError, ValueError) as err:
+    raise CheckpointDamagedError(
+        f"checkpoint {where}: its input pipeline state {json.dumps(iterator_state)[:120]} does not fit "
+        f"this run's pipeline ({type(err).__name__}: {_short(err)})") from None
+
+
+def _unfinished(directory: pathlib.Path) -> str:
+  names = sorted(p.name for p in directory.iterdir() if "orbax-checkpoint-tmp" in p.name)
+  return f" (only unfinished saves: {names[:3]})" if names else ""
+
+
+def open_existing(path: str | pathlib.Path, step: int | None = None) -> tuple[Checkpointer, int]:
+  """A read-only checkpointer on another run's checkpoints and the step to read.
+
+  `path` is a workdir, its checkpoints/ folder (the latest step, or `step`),
+  or one step folder (`<workdir>/checkpoints/<step>`): how an older step is
+  used when the latest is damaged.
+  """
+  path = pathlib.Path(path).expanduser().resolve()
+  named = None
+  if path.name.isdigit() and not (path / CHECKPOINT_SUBDIR).is_dir() and (
+      not path.is_dir() or not any(child.name.isdigit() for child in path.iterdir())):
+    named = int(path.name)  # a step folder (it holds no step folders itself)
+    if step is not None and step != named:
+      raise CheckpointMismatchError(f"{path} is step {named}, but step {step} was asked for")
+  directory = path.parent if named is not None else resolve_directory(path)
   if not directory.is_dir():
-    raise CheckpointMismatchError(f"no checkpoint folder at {directory} (expected a jreid workdir "
-                                  "or its checkpoints/ folder)")
+    raise CheckpointMismatchError(f"no checkpoint folder at {directory} (expected a jreid workdir, "
+                                  "its checkpoints/ folder or one of its step folders)")
   checkpointer = Checkpointer(directory, read_only=True)
-  step = checkpointer.latest_step()
-  if step is None:
-    raise CheckpointMismatchError(f"{directory} holds no complete checkpoint")
+  steps = checkpointer.all_steps()
+  if named is None and step is None:
+    step = checkpointer.latest_step()
+    if step is None:
+      raise CheckpointMismatchError(f"{directory} holds no complete checkpoint{_unfinished(directory)}")
+  step = named if named is not None else step
+  if step not in steps:
+    raise CheckpointMismatchError(f"{directory} has no step {step}; it has {steps}")
   return checkpointer, step
 
 
