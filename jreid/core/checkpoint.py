@@ -21,10 +21,15 @@ clear line instead of a deep tensorstore error.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import logging
 import json
 import os
 import pathlib
+import re
+import shutil
 import sys
 from concurrent import futures
 from typing import Any
@@ -34,7 +39,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jreid.core import reporting, tree_paths
-from jreid.errors import CheckpointDamagedError, CheckpointMismatchError
+from jreid.errors import CheckpointDamagedError, CheckpointMismatchError, OutputPathError
 
 CHECKPOINT_SUBDIR = "checkpoints"
 DIGEST_FILE = "jreid_digest.json"
@@ -188,6 +193,63 @@ def _short(err: BaseException, limit: int = 240) -> str:
 _ORBAX_ERRORS = (ValueError, KeyError, TypeError, AttributeError, OSError)
 
 
+class _HeldRecords(logging.Filter):
+  """Keeps orbax's ERROR log records (each a multi-line traceback of its writer threads) back."""
+
+  def __init__(self):
+    super().__init__()
+    self.records: list[logging.LogRecord] = []
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname:
+      self.records.append(record)
+      return False
+    return True
+
+  def release(self) -> None:
+    """Logs what was held (a failure that is not a full disk keeps orbax's own report)."""
+    for record in self.records:
+      logging.getLogger(record.name).handle(record)
+    self.records.clear()
+
+
+@contextlib.contextmanager
+def _orbax_write_errors_held():
+  """During a save, orbax's error logs wait: a failed write becomes one line, the rest is released."""
+  held, logger = _HeldRecords(), logging.getLogger("absl")
+  logger.addFilter(held)
+  try:
+    yield held
+  finally:
+    logger.removeFilter(held)
+
+
+_WRITE_FAILURES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                   errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}
+
+
+def _is_write_failure(err: BaseException) -> bool:
+  return _write_failure_reason(err) is not None
+
+
+def _write_failure_reason(err: BaseException) -> str | None:
+  """Why a save failed, if a full disk, a quota or a read-only/unwritable folder made it fail.
+
+  Orbax re-raises tensorstore's failure as a ValueError whose text carries
+  `[os_error_code='28']`; a plain OSError keeps its errno.
+  """
+  while err is not None:
+    if isinstance(err, OSError) and err.errno in _WRITE_FAILURES:
+      return _WRITE_FAILURES[err.errno]
+    match = re.search(r"os_error_code='(\d+)'", str(err))
+    if match and int(match.group(1)) in _WRITE_FAILURES:
+      return _WRITE_FAILURES[int(match.group(1))]
+    if "No space left on device" in str(err):
+      return _WRITE_FAILURES[errno.ENOSPC]
+    err = err.__cause__ or err.__context__
+  return None
+
+
 def _is_orbax_error(err: Exception) -> bool:
   return isinstance(err, _ORBAX_ERRORS) or type(err) is Exception
 
@@ -254,10 +316,26 @@ class Checkpointer:
     """
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=ocp.args.JsonSave(data_state or {}))
-    saved = self.manager.save(step, args=args)
-    self.manager.wait_until_finished()
-    if saved and jax.process_index() == 0:
-      write_digest(self.step_folder(step))
+    _drop_abandoned_read_reports()  # a failed write leaves the step's other writes on a closed loop
+    try:
+      with _orbax_write_errors_held() as held:
+        saved = self.manager.save(step, args=args)
+        self.manager.wait_until_finished()
+      if saved and jax.process_index() == 0:
+        write_digest(self.step_folder(step))
+    except Exception as err:  # orbax wraps the OSError of a failed write in its own types
+      if not _is_write_failure(err):
+        held.release()
+        raise
+      self._remove_unfinished(step)
+      raise OutputPathError(f"cannot write checkpoint {self.step_folder(step)}: "
+                            f"{_write_failure_reason(err)}; the earlier checkpoints "
+                            f"{self.all_steps()} are intact") from None
+
+  def _remove_unfinished(self, step: int) -> None:
+    """Frees what a failed save left (orbax's temporary folder of `step`, a step without digest)."""
+    for leftover in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+      shutil.rmtree(leftover, ignore_errors=True)
 
   def check(self, step: int) -> bool:
     """Raises CheckpointDamagedError unless step `step` is whole; True if its digest verified it.

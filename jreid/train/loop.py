@@ -137,7 +137,10 @@ def _init_weights(init_from: str, state) -> tuple[tuple, list[str], list[str], s
     kept = report.missing + [name for name, _, _ in report.mismatched]
     return (params, stats), report.loaded, kept, f"{path} (PyTorch weights){resized_and_skipped(report)}"
   other, step = checkpoint.open_existing(init_from)
-  raw = other.restore_raw(step)
+  try:
+    raw = other.restore_raw(step)
+  finally:
+    other.close()
   report = LoadReport()
   params, loaded, kept = checkpoint.merge_matching(state.params, raw["params"], prefix="params",
                                                    report=report)
@@ -175,17 +178,20 @@ def resolve_init_from(init_from: str, data_root: str, log) -> str:
 
 def _initial_state(config, existing, run: Prepared, log):
   """Resume order: this workdir (`existing`: its checkpoints, or None), `config.resume`,
-  `config.init_from` weights, scratch."""
+  `config.init_from` weights, scratch; also returns the step folder resumed from (or None)."""
   latest = existing.latest_step() if existing is not None else None
   if latest is not None:
     state, data_state = existing.restore(latest, run.abstract_state)
-    log(f"resumed from {existing.directory / str(latest)}")
-    return state, data_state
+    log(f"resumed from {existing.step_folder(latest)}")
+    return state, data_state, existing.step_folder(latest)
   if config.resume:
     other, step = checkpoint.open_existing(config.resume)
-    state, data_state = other.restore(step, run.abstract_state)
-    log(f"resumed from {other.directory / str(step)} (config.resume)")
-    return state, data_state
+    try:
+      state, data_state = other.restore(step, run.abstract_state)
+    finally:
+      other.close()
+    log(f"resumed from {other.step_folder(step)} (config.resume)")
+    return state, data_state, other.step_folder(step)
   state = run.fresh_state()
   if config.init_from:
     init_from = resolve_init_from(config.init_from, config.data.root, log)
@@ -202,7 +208,7 @@ def _initial_state(config, existing, run: Prepared, log):
       state = run.method.after_init_from(state)
     log(f"initialised {len(loaded)} arrays from {source}; "
         f"{len(kept)} left as initialised: {kept[:5]}")
-  return state, {}
+  return state, {}, None
 
 
 def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
@@ -319,17 +325,6 @@ class _SoundSaver:
     raise error(f"{cause}; training stopped, {good}") from None
 
 
-def _set_iterator_state(iterator, data_state: dict, step: int) -> None:
-  """Restores the input pipeline's position; a stored state that does not fit is one clear line."""
-  try:
-    iterator.set_state(data_state["iterator"])
-  except (KeyError, IndexError, ValueError, TypeError) as err:
-    raise CheckpointMismatchError(
-        f"the checkpoint of step {step} holds an input-pipeline state that does not fit this run's "
-        f"training data ({type(err).__name__}: {err}); the data changed since it was saved, or the "
-        "checkpoint's data/ item was edited") from None
-
-
 def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] | None = None) -> Finished:
   """`train_and_evaluate`, keeping the final state: the lifelong protocol's one step per domain.
 
@@ -359,7 +354,7 @@ def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] |
   checkpoints = workdir / checkpoint.CHECKPOINT_SUBDIR
   existing = checkpoint.Checkpointer(checkpoints, read_only=True) if checkpoints.is_dir() else None
   try:
-    state, data_state = _initial_state(config, existing, run, log)
+    state, data_state, source = _initial_state(config, existing, run, log)
   finally:
     if existing is not None:
       existing.close()
@@ -402,7 +397,7 @@ def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] |
   if hook is None:
     iterator = iter(dataset(data.train, total_steps, config.seed))
     if data_state:
-      _set_iterator_state(iterator, data_state, start_step)
+      checkpoint.set_iterator_state(iterator, data_state["iterator"], source)
 
   # The run starts: from here on it writes to its workdir.
   with paths.writing(workdir, "the workdir"):
@@ -454,7 +449,7 @@ def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] |
       iterator = iter(dataset(records if records is not None else data.train, end - first,
                               _epoch_seed(config.seed, epoch)))
       if step > first:
-        _set_iterator_state(iterator, data_state, step)
+        checkpoint.set_iterator_state(iterator, data_state["iterator"], source)
     for step in range(step + 1, end + 1):
       batch = sharding.global_batch(next(iterator), mesh)
       state, measurements = step_fn(state, batch, jax.random.fold_in(train_rng, step - 1))

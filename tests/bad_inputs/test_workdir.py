@@ -257,3 +257,26 @@ def test_a_snapshot_is_saved_only_after_a_finite_next_loss():
 def test_every_error_of_this_file_is_a_reid_error():
   for error in (CheckpointMismatchError, DatasetLayoutError, NonFiniteLossError, OutputPathError):
     assert issubclass(error, ReIDError)
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_earlier_steps(tmp_path, synth_root, monkeypatch):
+  """Orbax reports tensorstore's ENOSPC as a ValueError carrying the OS error code (seen on a
+  full tmpfs); the failed step's temporary folder is removed and the earlier steps stay whole."""
+  from jreid.core import checkpoint
+  real_save = checkpoint.Checkpointer.save
+
+  def save_then_fill(self, step, state, data_state):
+    if step == 2:
+      (self.directory / "2.orbax-checkpoint-tmp" / "state").mkdir(parents=True)
+      monkeypatch.setattr(self.manager, "save", lambda *a, **k: (_ for _ in ()).throw(ValueError(
+          "RESOURCE_EXHAUSTED: Error writing ...: No space left on device [os_error_code='28']")))
+    return real_save(self, step, state, data_state)
+
+  monkeypatch.setattr(checkpoint.Checkpointer, "save", save_then_fill)
+  workdir = tmp_path / "run"
+  with pytest.raises(OutputPathError, match=r"cannot write checkpoint .*/checkpoints/2: no space left "
+                                            r"on the device; the earlier checkpoints \[1\] are intact"):
+    protocols.run(smoke_config(data__root=str(synth_root), train__steps=3, train__checkpoint_every=1),
+                  workdir)
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1"]
+  assert checkpoint.step_problem(workdir / "checkpoints" / "1") == (None, True)  # its digest verifies
