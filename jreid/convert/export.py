@@ -11,12 +11,14 @@ import dataclasses
 import os
 import pathlib
 import secrets
+import shutil
 from collections.abc import Mapping
 
 import numpy as np
 
+from jreid.core import paths
 from jreid.convert import torch_names
-from jreid.errors import CheckpointMismatchError, WeightsFileError
+from jreid.errors import CheckpointMismatchError, OutputPathError, WeightsFileError
 
 TORCH_SUFFIXES = (".pth", ".pt")
 
@@ -45,18 +47,30 @@ def checkpoint_variables(checkpoint: str | pathlib.Path, step: int | None = None
   return variables, str(checkpointer.directory / str(step))
 
 
+_FULL_BYTES = 1 << 20  # less free space than this after a failed write: the disk is full
+
+
 def _write(out: pathlib.Path, state: Mapping[str, np.ndarray], write_to) -> None:
   """Write through a temporary file in the target folder, then rename (never a half file)."""
-  out.parent.mkdir(parents=True, exist_ok=True)
-  # A fresh name rather than mkstemp: the writers create the file themselves, so
-  # it gets the user's umask instead of mkstemp's owner-only 0600.
-  temporary = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"
-  try:
-    write_to(state, str(temporary))
-    os.replace(temporary, out)
-  except BaseException:
-    temporary.unlink(missing_ok=True)
-    raise
+  paths.check_output_file(out, "the export file")
+  with paths.writing(out, "the export file", "an earlier file of that name is intact"):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh name rather than mkstemp: the writers create the file themselves, so
+    # it gets the user's umask instead of mkstemp's owner-only 0600.
+    temporary = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"
+    try:
+      write_to(state, str(temporary))
+      os.replace(temporary, out)
+    except BaseException as err:
+      temporary.unlink(missing_ok=True)
+      if isinstance(err, OSError) or not isinstance(err, Exception):
+        raise
+      # torch and safetensors report a failed write as their own errors (torch's is a bare
+      # "unexpected pos"); the free space of the folder tells a full disk apart.
+      full = "os error 28" in str(err) or shutil.disk_usage(out.parent).free < _FULL_BYTES
+      reason = "no space left on the device" if full else f"{type(err).__name__}: {err}"
+      raise OutputPathError(f"cannot write the export file {out}: {reason}; an earlier file of "
+                            "that name is intact") from None
 
 
 def write_state_dict(state: Mapping[str, np.ndarray], out: str | pathlib.Path) -> pathlib.Path:
@@ -94,6 +108,7 @@ def export_variables(variables: Mapping, out: str | pathlib.Path, *, layout: str
 
 def export_checkpoint(checkpoint: str | pathlib.Path, out: str | pathlib.Path, *,
                       layout: str = "fastreid", step: int | None = None) -> ExportResult:
-  """`checkpoint_variables` + `export_variables`."""
+  """`checkpoint_variables` + `export_variables`; a bad `out` fails before the checkpoint is read."""
+  paths.check_output_file(out, "the export file")
   variables, source = checkpoint_variables(checkpoint, step)
   return export_variables(variables, out, layout=layout, source=source)

@@ -12,7 +12,7 @@ import errno
 import os
 import pathlib
 
-from jreid.errors import OutputPathError
+from jreid.errors import OutputPathError, ReIDError
 
 _REASONS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
             errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
@@ -78,7 +78,7 @@ def writing(path: str | pathlib.Path, what: str, previous: str = "the previous v
   """Turns an OSError raised while writing `path` into one OutputPathError line naming it."""
   try:
     yield
-  except OutputPathError:
+  except ReIDError:  # already one line (an unreadable image is an OSError too)
     raise
   except OSError as err:
     where = err.filename or path

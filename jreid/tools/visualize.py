@@ -12,6 +12,7 @@ import pathlib
 import sys
 
 import jreid
+from jreid.core import paths
 from jreid.errors import ReIDError
 from jreid.evaluation import retrieval
 from jreid.tools import int_at_least
@@ -35,9 +36,10 @@ def main(argv=None) -> None:
     for name in names:
       if name not in tests:
         raise ReIDError(f"--dataset={name!r} is not a test set of this run: {tests}")
-      out_dir = workdir / "visualize" / name
-      numbers = run.evaluate(name, report=retrieval.ReportOptions(out_dir, args.num_queries,
-                                                                   args.topk, args.seed))
+      out_dir = paths.check_output_folder(workdir / "visualize" / name, "the picture folder")
+      with paths.writing(out_dir, "the pictures in", "earlier pictures there may be incomplete"):
+        numbers = run.evaluate(name, report=retrieval.ReportOptions(out_dir, args.num_queries,
+                                                                     args.topk, args.seed))
       print(f"{name} (step {run.step}): mAP {numbers['mAP']:.2f} rank-1 {numbers['rank1']:.2f}; "
             f"pictures in {out_dir}")
   except ReIDError as err:

@@ -377,11 +377,12 @@ def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] |
   def evaluate(step: int, pictures: bool = False) -> dict:
     report = lambda name: (ReportOptions(workdir / "visualize" / name)
                            if pictures and is_main else None)
-    results = {name: evaluate_split(features_fn, state, split, mesh=mesh, options=options,
-                                    batch_size=config.eval.batch_size, metric=config.eval.metric,
-                                    report=report(name), post=post, spatial_fn=run.spatial_fn,
-                                    name=name)
-               for name, split in data.tests.items()}
+    with paths.writing(workdir / "visualize", "the pictures in", "the checkpoints are intact"):
+      results = {name: evaluate_split(features_fn, state, split, mesh=mesh, options=options,
+                                      batch_size=config.eval.batch_size, metric=config.eval.metric,
+                                      report=report(name), post=post, spatial_fn=run.spatial_fn,
+                                      name=name)
+                 for name, split in data.tests.items()}
     for name, numbers in results.items():
       log(f"eval step {step} {name}: mAP {numbers['mAP']:.2f} rank-1 {numbers['rank1']:.2f} "
           f"rank-5 {numbers['rank5']:.2f} mINP {numbers['mINP']:.2f} (percent)")

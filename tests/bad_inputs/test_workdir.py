@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ from jreid import config_blocks, protocols
 from jreid.core import paths, reporting
 from jreid.errors import (CheckpointMismatchError, DatasetLayoutError, EvaluationError,
                           NonFiniteLossError, OutputPathError, ReIDError)
-from tests.bad_inputs.conftest import snapshot
+from tests.bad_inputs.conftest import cli, error_line, snapshot
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -280,3 +281,47 @@ def test_a_full_disk_while_checkpointing_keeps_the_earlier_steps(tmp_path, synth
                   workdir)
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1"]
   assert checkpoint.step_problem(workdir / "checkpoints" / "1") == (None, True)  # its digest verifies
+
+
+# Tool outputs: checked before any work, and a failed write keeps what was there.
+EXPORT_OUTS = {
+    "a folder": (lambda tmp: tmp, "the export file .* is a folder; expected a file name"),
+    "under a file": (lambda tmp: _file(tmp) / "m.pth", "a_file is a file, not a folder"),
+    "no format": (lambda tmp: tmp / "model.bin", "cannot tell the format of .*model.bin"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPORT_OUTS))
+def test_a_bad_export_target_is_one_line(case, finished_run, tmp_path):
+  make, fragment = EXPORT_OUTS[case]
+  out = make(tmp_path)
+  before = snapshot(tmp_path)
+  line = error_line(cli("jreid.tools.export", ["--checkpoint", str(finished_run), "--out", str(out)]),
+                    "jreid.tools.export")
+  assert re.search(fragment, line), line
+  assert snapshot(tmp_path) == before
+
+
+def test_a_full_disk_during_export_keeps_the_earlier_file(finished_run, tmp_path, monkeypatch):
+  """torch.save reports a full disk as a bare RuntimeError ("unexpected pos", seen on a full tmpfs)."""
+  import torch
+  from jreid.convert import export
+  (tmp_path / "exports").mkdir()
+  out = tmp_path / "exports" / "model.pth"
+  out.write_bytes(b"the earlier export")
+  monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(
+      RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 82688 vs 82576")))
+  monkeypatch.setattr(export.shutil, "disk_usage", lambda path: type("U", (), {"free": 0})())
+  line = error_line(cli("jreid.tools.export", ["--checkpoint", str(finished_run), "--out", str(out)]),
+                    "jreid.tools.export")
+  assert f"cannot write the export file {out}: no space left on the device" in line
+  assert out.read_bytes() == b"the earlier export" and list(out.parent.iterdir()) == [out]
+
+
+def test_a_picture_folder_in_the_way_is_one_line(finished_run):
+  (finished_run / "visualize").rename(finished_run / "visualize_was")
+  (finished_run / "visualize").write_text("a file")
+  before = snapshot(finished_run)
+  line = error_line(cli("jreid.tools.visualize", ["--workdir", str(finished_run)]))
+  assert "the picture folder" in line and "visualize is a file, not a folder" in line
+  assert snapshot(finished_run) == before

@@ -41,3 +41,10 @@ def test_writing_names_the_path_and_the_reason(tmp_path, code, reason):
                                             "the previous version is intact"):
     with paths.writing(tmp_path / "x.json", "the file"):
       raise OSError(code, "raw")
+
+
+def test_writing_passes_other_errors_on_unchanged(tmp_path):
+  from jreid.errors import ImageReadError
+  with pytest.raises(ImageReadError, match="cannot read image x.jpg"):
+    with paths.writing(tmp_path, "the pictures in"):
+      raise ImageReadError("cannot read image x.jpg")
