@@ -263,9 +263,7 @@ def test_init_from_starts_the_key_encoder_from_the_loaded_weights(smoke_run, syn
   config.data.root = str(synth_root)
   config.init_from = str(smoke_run)  # configs/baseline.py:smoke: the same ResNet-18 trunk
   run = loop.prepare(config)
-  ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints")
-  state, _ = loop._initial_state(config, ckpt, run, log=lambda text: None)
-  ckpt.close()
+  state, _, _ = loop._initial_state(config, None, run, log=lambda text: None)  # a fresh workdir
   loaded, _ = checkpoint.restore_variables(smoke_run)
   state = jax.device_get(state)
   np.testing.assert_array_equal(state.params["backbone"]["conv1"]["kernel"],

@@ -54,8 +54,7 @@ def _initial_state(prepared, init_from, tmp_path):
   config = config.copy_and_resolve_references()
   config.init_from = str(init_from)
   lines = []
-  state, data_state = loop._initial_state(config, checkpoint.Checkpointer(tmp_path / "ck"), run,
-                                          lines.append)
+  state, data_state, _ = loop._initial_state(config, None, run, lines.append)  # a fresh workdir
   return state, data_state, lines
 
 
