@@ -56,24 +56,23 @@ def rename(folder: pathlib.Path, old: str, new: str) -> pathlib.Path:
 
 # --- Readers: ids and cameras outside the dataset's protocol -----------------------------------
 
-def _market_c0_query(tmp_path):
-  return "market1501", rename(market(tmp_path) / "query", "0100_c1s1_000000_01.jpg",
-                              "0100_c0s1_000000_01.jpg"), "camera c0 does not exist"
+def _market_renamed(folder: str, old: str, new: str, says: str):
+  """A Market case: one file of `folder` renamed to a name outside the protocol."""
+  def write(tmp_path):
+    return "market1501", rename(market(tmp_path) / folder, old, new), says
+  write.__name__ = f"_market_{new}_in_{folder}"  # the test id drops the underscore
+  return write
 
 
-def _market_c0_train(tmp_path):
-  return "market1501", rename(market(tmp_path) / "bounding_box_train", "0001_c1s1_000000_01.jpg",
-                              "0001_c0s1_000000_01.jpg"), "camera c0 does not exist"
-
-
-def _market_negative_pid(tmp_path):
-  return "market1501", rename(market(tmp_path) / "bounding_box_train", "0002_c1s1_000000_01.jpg",
-                              "-2_c1s1_000000_01.jpg"), "person id -2 does not exist"
-
-
-def _market_distractor_query(tmp_path):
-  return "market1501", rename(market(tmp_path) / "query", "0101_c1s1_000000_01.jpg",
-                              "0000_c1s1_000000_01.jpg"), "person id 0 marks a gallery distractor"
+_market_c0_query = _market_renamed("query", "0100_c1s1_000000_01.jpg", "0100_c0s1_000000_01.jpg",
+                                   "camera c0 does not exist")
+_market_c0_train = _market_renamed("bounding_box_train", "0001_c1s1_000000_01.jpg",
+                                   "0001_c0s1_000000_01.jpg", "camera c0 does not exist")
+_market_negative_pid = _market_renamed("bounding_box_train", "0002_c1s1_000000_01.jpg",
+                                       "-2_c1s1_000000_01.jpg", "person id -2 does not exist")
+_market_distractor_query = _market_renamed("query", "0101_c1s1_000000_01.jpg",
+                                           "0000_c1s1_000000_01.jpg",
+                                           "person id 0 marks a gallery distractor")
 
 
 def _duke_c0_gallery(tmp_path):
