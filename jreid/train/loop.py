@@ -5,7 +5,7 @@ the device mesh, jit with donated state, the shared update step
 (`jreid.train.update`), a method's frozen constants, checkpoints (resume
 order: this workdir, then `config.resume`, then `config.init_from`, then
 scratch), epoch hooks and their pseudo-labelled records, the non-finite-loss
-guard, progress lines, `metrics.jsonl`, evaluation and `results.json`. A
+guard (`sound_saver`: only sound states become checkpoints), progress lines, `metrics.jsonl`, evaluation and `results.json`. A
 method supplies its state, its pure step, its feature function and the
 optional hooks of the contract (`jreid.methods.base`).
 """
@@ -24,14 +24,15 @@ import numpy as np
 
 from jreid import config_blocks, methods
 from jreid.convert.load import LoadReport, load_torch_weights, resized_and_skipped
-from jreid.core import checkpoint, partition, paths, reporting, sharding, tree_paths
+from jreid.core import checkpoint, partition, paths, reporting, sharding
 from jreid.data import datasets, pipeline
 from jreid.data.records import Record, Split, combine, relabel
-from jreid.errors import CheckpointMismatchError, ConfigError, EvaluationError, NonFiniteLossError
+from jreid.errors import CheckpointMismatchError, ConfigError, EvaluationError
 from jreid.evaluation.retrieval import (PostProcessing, ReportOptions, check_split, evaluate_split,
                                         extract_features)
 from jreid.methods.base import Method
 from jreid.train import durations, update
+from jreid.train.sound_saver import SoundSaver
 from jreid.train.param_groups import ALL
 from jreid.train.update import Update
 
@@ -251,80 +252,6 @@ def _epoch_seed(seed: int, epoch: int) -> int:
   return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-def _non_finite_leaves(state) -> list[str]:
-  """Names of the floating-point leaves of a (host) train state that hold NaN or inf."""
-  bad = []
-  for part in ("params", "batch_stats", "opt_state"):
-    for name, leaf in tree_paths.named_leaves(getattr(state, part)):
-      if jnp.issubdtype(np.asarray(leaf).dtype, jnp.inexact) and not np.isfinite(
-          np.asarray(leaf, np.float32)).all():
-        bad.append(f"{part}/{name}")
-  return bad
-
-
-def _few(names: list[str], limit: int = 3) -> str:
-  return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-class _SoundSaver:
-  """Writes a checkpoint only once its state is known to be sound, so "last good" is good.
-
-  The loss of step k+1 is computed from the state after step k: a non-finite
-  loss there condemns that state even when all its values are finite (weights
-  so large that the forward pass overflows, whatever the optimiser does next).
-  So the state of a checkpoint step is copied to the host, checked finite, and
-  written once the next step's loss is finite; the final state, which has no
-  next loss, once its evaluation found its features finite. A stopped run thus
-  leaves only checkpoints that a resume with a corrected config can continue from.
-  """
-
-  def __init__(self, ckpt: checkpoint.Checkpointer):
-    self.ckpt = ckpt
-    self.snapshot: tuple[int, Any, dict] | None = None  # (step, host state, data state)
-
-  @property
-  def waiting(self) -> bool:
-    return self.snapshot is not None
-
-  def offer(self, step: int, state, data_state: dict) -> None:
-    host = jax.device_get(state)
-    bad = _non_finite_leaves(host)
-    if bad:
-      self.snapshot = None
-      self._stop(f"the state after step {step} holds non-finite values ({_few(bad)}), so it was "
-                 "not saved")
-    self.snapshot = (step, host, data_state)
-
-  def confirm(self) -> None:
-    """The waiting snapshot proved sound (the next loss, or the final evaluation): write it."""
-    if self.snapshot is not None:
-      self.ckpt.save(*self.snapshot)
-      self.snapshot = None
-
-  def refuse(self, step: int) -> None:
-    cause = f"non-finite loss at step {step}"
-    if self.snapshot is not None and self.snapshot[0] == step - 1:
-      cause += f" (computed from the state after step {step - 1}, so that state was not saved)"
-    self.snapshot = None
-    self._stop(cause)
-
-  def refuse_final(self, err: EvaluationError) -> None:
-    """The final evaluation found non-finite features: the final state is not saved either."""
-    step = self.snapshot[0] if self.snapshot is not None else None
-    self.snapshot = None
-    if step is None:  # a finished run re-evaluated: its checkpoint is already there
-      raise err
-    self._stop(f"{err}; so the final state (step {step}) was not saved", error=EvaluationError)
-
-  def _stop(self, cause: str, error: type = NonFiniteLossError) -> None:
-    self.ckpt.wait()
-    latest = self.ckpt.latest_step()
-    good = (f"last good checkpoint: {latest} in {self.ckpt.directory} (resume from it with a "
-            "corrected config, e.g. a lower optim.lr)" if latest is not None
-            else f"no checkpoint was saved in {self.ckpt.directory}")
-    raise error(f"{cause}; training stopped, {good}") from None
-
-
 def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] | None = None) -> Finished:
   """`train_and_evaluate`, keeping the final state: the lifelong protocol's one step per domain.
 
@@ -408,7 +335,7 @@ def train(config, workdir: str | pathlib.Path, *, on_start: Callable[[], None] |
   if is_main:
     reporting.write_json_atomic(workdir / "config.json", json.loads(saved_config.to_json()))
   ckpt = checkpoint.Checkpointer(checkpoints, keep=config.train.keep_checkpoints)
-  saver = _SoundSaver(ckpt)
+  saver = SoundSaver(ckpt)
   metrics_log = reporting.JsonLines(workdir / "metrics.jsonl")
   evals_log = reporting.JsonLines(workdir / "evals.jsonl")
   if is_main:

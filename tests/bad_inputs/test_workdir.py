@@ -229,9 +229,9 @@ UNSOUND = {
 
 @pytest.mark.parametrize("case", sorted(UNSOUND))
 def test_a_state_with_a_non_finite_value_is_never_saved(case):
-  from jreid.train.loop import _SoundSaver
+  from jreid.train.sound_saver import SoundSaver
   ckpt = FakeCheckpointer()
-  saver = _SoundSaver(ckpt)
+  saver = SoundSaver(ckpt)
   saver.offer(2, fake_state(), {})
   saver.confirm()
   name = next(iter(UNSOUND[case])).replace("__", "/")
@@ -243,9 +243,9 @@ def test_a_state_with_a_non_finite_value_is_never_saved(case):
 
 
 def test_a_snapshot_is_saved_only_after_a_finite_next_loss():
-  from jreid.train.loop import _SoundSaver
+  from jreid.train.sound_saver import SoundSaver
   ckpt = FakeCheckpointer()
-  saver = _SoundSaver(ckpt)
+  saver = SoundSaver(ckpt)
   saver.offer(3, fake_state(), {})
   assert ckpt.saved == [] and saver.waiting
   with pytest.raises(NonFiniteLossError, match=r"step 4 \(computed from the state after step 3, so "
