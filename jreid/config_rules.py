@@ -15,6 +15,7 @@ plain data (no jax), so a config is checked in milliseconds.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 import numbers
@@ -34,12 +35,13 @@ def _number(value, low, high, open_low: bool, open_high: bool) -> str:
   return ""
 
 
-class Rule:
+class Rule(abc.ABC):
   """What a field allows: `problem(value)` is None when it fits, else what was expected."""
   expected: str = ""
 
+  @abc.abstractmethod
   def fits(self, value) -> bool:
-    raise NotImplementedError
+    """Does `value` fit (each rule's own test)."""
 
   def problem(self, value) -> str | None:
     return None if self.fits(value) else f"expected {self.expected}"

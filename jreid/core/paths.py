@@ -14,10 +14,12 @@ import pathlib
 
 from jreid.errors import OutputPathError, ReIDError
 
-_REASONS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-            errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-            errno.EPERM: "permission denied", errno.ENOTDIR: "a parent is a file, not a folder",
-            errno.EISDIR: "it is a folder", errno.ENAMETOOLONG: "the name is too long"}
+# The errors that make a write fail for the place, not the data (checkpoint saves look for these).
+WRITE_FAILURES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                  errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}
+_REASONS = {**WRITE_FAILURES, errno.EPERM: "permission denied",
+            errno.ENOTDIR: "a parent is a file, not a folder", errno.EISDIR: "it is a folder",
+            errno.ENAMETOOLONG: "the name is too long"}
 
 
 def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
