@@ -286,6 +286,9 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
     config.eval.update(batch_size=32)
 
 
+RECIPE = "recipe:"  # `init_from=recipe:configs/x.py[:arg]`: a pre-training run (loop.resolve_init_from)
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """`configs/x.py[:arg]` -> its config, as `--config` gives it to jreid.main.
 

@@ -54,9 +54,6 @@ def check(config) -> str:
   return name
 
 
-RECIPE = "recipe:"  # `init_from=recipe:configs/x.py[:arg]` (jreid.train.loop.resolve_init_from)
-
-
 def validate(config, *, recipes: bool = True) -> None:
   """Every field with a declared rule: the shared sections, then those of `config.method`.
 
@@ -66,8 +63,8 @@ def validate(config, *, recipes: bool = True) -> None:
   """
   config_rules.check(config, config_blocks.rules(config))
   methods.validate(config)
-  if recipes and config.init_from.startswith(RECIPE):
-    spec = config.init_from[len(RECIPE):]
+  if recipes and config.init_from.startswith(config_blocks.RECIPE):
+    spec = config.init_from[len(config_blocks.RECIPE):]
     try:
       validate(config_blocks.load_config(spec))
     except ConfigError as err:

@@ -154,9 +154,6 @@ def _init_weights(init_from: str, state) -> tuple[tuple, list[str], list[str], s
           f"{other.directory / str(step)}{resized_and_skipped(report)}")
 
 
-RECIPE = "recipe:"
-
-
 def resolve_init_from(init_from: str, data_root: str, log) -> str:
   """`recipe:configs/pretrain_synth.py[:arg]` names a pre-training run instead of its folder.
 
@@ -164,15 +161,16 @@ def resolve_init_from(init_from: str, data_root: str, log) -> str:
   `data_root`/pretrained/<name>_<config hash>/, resumed there if it was
   interrupted, and its folder is returned; any other value is returned as it is.
   """
-  if not init_from.startswith(RECIPE):
+  if not init_from.startswith(config_blocks.RECIPE):
     return init_from
-  recipe = config_blocks.load_config(init_from[len(RECIPE):])
+  spec = init_from[len(config_blocks.RECIPE):]
+  recipe = config_blocks.load_config(spec)
   recipe.data.root = data_root
   digest = hashlib.sha1(recipe.to_json(sort_keys=True).encode()).hexdigest()[:10]
-  name = pathlib.Path(init_from[len(RECIPE):].partition(":")[0]).stem
+  name = pathlib.Path(spec.partition(":")[0]).stem
   folder = pathlib.Path(data_root).expanduser() / "pretrained" / f"{name}_{digest}"
   if not (folder / "results.json").is_file():
-    log(f"pre-training {init_from[len(RECIPE):]} into {folder} (once per machine)")
+    log(f"pre-training {spec} into {folder} (once per machine)")
     train_and_evaluate(recipe, folder)
   return str(folder)
 
