@@ -111,6 +111,8 @@ def optim(**overrides) -> ml_collections.ConfigDict:
       groups=(),          # ((path regex, lr multiplier, wd multiplier), ...); first match wins
       freeze="",          # path regex held fixed (params and BN statistics) ...
       freeze_steps=0,     # ... for this many first steps (SBS: "backbone/.*", 1000)
+      frozen="",          # path regex never trained: no gradient, decay or optimiser state
+                          # (DCAC: "backbone/patch_embed/.*", CLIP's patch conv)
       # The same durations in epochs (jreid.train.durations); set one form of each, not both.
       milestone_epochs=(), cosine_delay_epochs=0.0, warmup_epochs=0.0, freeze_epochs=0.0))
   config.update(overrides)
@@ -135,7 +137,7 @@ OPTIM_RULES = dict(
     warmup_steps=Int(0), warmup_factor=Float(0, 1),
     clip_grad_norm=Float(0),  # 0: no clipping
     groups=Tuple(Row(Str(), Float(0), Float(0))),  # (path regex, lr multiplier, wd multiplier)
-    freeze=Str(), freeze_steps=Int(0),
+    freeze=Str(), freeze_steps=Int(0), frozen=Str(),
     milestone_epochs=Tuple(Float(0, open_low=True), ordered=True), cosine_delay_epochs=Float(0),
     warmup_epochs=Float(0), freeze_epochs=Float(0),
 )

@@ -1,9 +1,12 @@
 """Export a jreid checkpoint as a PyTorch state dict (`.pth`) or a `.safetensors` file.
 
-The names and layouts are `jreid.convert.torch_names`'s: torchvision ResNet
-names (with `backbone.` in the "fastreid" layout), FastReID head names, BN
-running statistics included, kernels in torch's OIHW. Only the model's
-`params` and `batch_stats` are written; optimiser state stays behind.
+The names and layouts are the model family's weight map's
+(`jreid.convert.maps`): for ResNets torchvision names (with `backbone.` in the
+"fastreid" layout) and FastReID head names; for ViTs the timm/DINO names
+("timm", or TransReID-SSL's "transreid" with its head); for the CLIP tower
+OpenAI's ("openai"). BN running statistics are included, kernels are in torch's
+layouts. Only the model's `params` and `batch_stats` are written; optimiser
+state stays behind.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from jreid.core import paths
-from jreid.convert import torch_names
+from jreid.convert import maps, torch_names
 from jreid.errors import CheckpointMismatchError, OutputPathError, WeightsFileError
 
 TORCH_SUFFIXES = (".pth", ".pt")
@@ -29,6 +32,7 @@ class ExportResult:
   source: str
   names: list[str]
   skipped: list[str]
+  layout: str
 
 
 def checkpoint_variables(checkpoint: str | pathlib.Path, step: int | None = None) -> tuple[dict, str]:
@@ -96,18 +100,29 @@ def write_state_dict(state: Mapping[str, np.ndarray], out: str | pathlib.Path) -
   return out
 
 
-def export_variables(variables: Mapping, out: str | pathlib.Path, *, layout: str = "fastreid",
+def layouts() -> list[str]:
+  """Every layout some weight map writes (the export tool's choices)."""
+  return sorted({layout for weight_map in maps.WEIGHT_MAPS.values() for layout in weight_map.layouts})
+
+
+def export_variables(variables: Mapping, out: str | pathlib.Path, *, layout: str | None = None,
                      source: str = "variables") -> ExportResult:
-  """Writes a model's variables to `out`; fails if none of them has a torch name."""
-  state, skipped = torch_names.to_state_dict(variables, layout)
+  """Writes a model's variables to `out` in `layout` (default: its map's first); fails if none of
+  them has a torch name."""
+  weight_map = maps.resolve(torch_names.flatten(variables))
+  layout = layout or weight_map.layouts[0]
+  if layout not in weight_map.layouts:
+    raise CheckpointMismatchError(f"{source}: layout {layout!r} does not fit this model; its "
+                                  f"layouts are {list(weight_map.layouts)}")
+  state, skipped = weight_map.to_state_dict(variables, layout)
   if not state:
-    raise CheckpointMismatchError(f"{source}: no variable has a PyTorch name (only ResNet "
-                                  f"backbones and the BNNeck head are mapped); found {skipped[:3]}")
-  return ExportResult(write_state_dict(state, out), source, sorted(state), skipped)
+    raise CheckpointMismatchError(f"{source}: no variable has a PyTorch name in the {layout!r} "
+                                  f"layout; found {skipped[:3]}")
+  return ExportResult(write_state_dict(state, out), source, sorted(state), skipped, layout)
 
 
 def export_checkpoint(checkpoint: str | pathlib.Path, out: str | pathlib.Path, *,
-                      layout: str = "fastreid", step: int | None = None) -> ExportResult:
+                      layout: str | None = None, step: int | None = None) -> ExportResult:
   """`checkpoint_variables` + `export_variables`; a bad `out` fails before the checkpoint is read."""
   paths.check_output_file(out, "the export file")
   variables, source = checkpoint_variables(checkpoint, step)

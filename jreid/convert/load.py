@@ -192,6 +192,37 @@ def check_tensor(source: str, name: str, value: np.ndarray, key: torch_names.Key
                            "(evaluating with it would give NaN features)")
 
 
+def canonical_names(state_dict: Mapping[str, np.ndarray], source: str
+                    ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+  """The tensors by canonical name (wrapper prefixes stripped) and each canonical name's original."""
+  canonical, origin = {}, {}
+  for name in sorted(state_dict):
+    stripped = strip_prefixes(name)
+    if stripped in origin:
+      raise CheckpointMismatchError(f"{source}: {name} and {origin[stripped]} both map to "
+                                    f"{stripped}; remove one of them")
+    canonical[stripped], origin[stripped] = np.asarray(state_dict[name]), name
+  return canonical, origin
+
+
+def _examples(pairs, limit: int = 3) -> str:
+  return ", ".join(f"{name} {tuple(shape)}" for name, shape in pairs[:limit])
+
+
+def _nothing_fits(source: str, state: Mapping[str, np.ndarray], target, weight_map,
+                  report: LoadReport) -> CheckpointMismatchError:
+  """Names the file's tensors and the model's, with shapes: the two sides of a wrong file."""
+  expected = [(weight_map.torch_name(key), weight_map.to_torch(key[1], np.empty(np.shape(leaf))).shape)
+              for key, leaf in target.items() if weight_map.torch_name(key)]
+  found = [(name, value.shape) for name, value in state.items()
+           if not weight_map.ignored(name, value)] or [(n, v.shape) for n, v in state.items()]
+  shapes = (f"; shapes differ, e.g. {report.mismatched[0][0]} is {report.mismatched[0][1]} in the "
+            f"file, {report.mismatched[0][2]} in the model" if report.mismatched else "")
+  return CheckpointMismatchError(
+      f"{source}: none of its {len(state)} tensors fits this model (a different architecture or "
+      f"width?){shapes}; expected e.g. {_examples(expected)}; found e.g. {_examples(found)}")
+
+
 def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *,
                      source: str = "the state dict", weights: str | None = None
                      ) -> tuple[dict, LoadReport]:
@@ -200,26 +231,26 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
   `weights` names the `jreid.convert.maps.WEIGHT_MAPS` entry to use; by
   default the one that claims `variables`. Returns new `{"params",
   "batch_stats"}` trees (plain dicts; unloaded leaves are the target's own)
-  and the report. Raises CheckpointMismatchError if nothing fits, which means
-  the file is for another architecture (or another width), and
-  WeightsFileError if a tensor it would copy is not a valid value (`check_tensor`).
+  and the report, which names the file's tensors as written there (a
+  tensor the map split, such as a ViT's position embedding, by its parts).
+  Raises CheckpointMismatchError if nothing fits, which means the file is for
+  another architecture (or another width), and WeightsFileError if a tensor
+  it would copy is not a valid value (`check_tensor`).
   """
   target = torch_names.flatten(variables)
   weight_map = maps.resolve(target, weights)
+  canonical, origin = canonical_names(state_dict, source)
+  canonical = weight_map.canonicalize(canonical)
   report = LoadReport()
   merged = dict(target)
   filled, mismatched = set(), set()
-  seen: dict[str, str] = {}
-  for name in sorted(state_dict):
-    value = np.asarray(state_dict[name])
-    canonical = strip_prefixes(name)
-    if canonical in seen:
-      raise CheckpointMismatchError(f"{source}: {name} and {seen[canonical]} both map to "
-                                    f"{canonical}; remove one of them")
-    seen[canonical] = name
-    keys = weight_map.jreid_keys(canonical, target)
+  for canonical_name in sorted(canonical):
+    value = canonical[canonical_name]
+    # A tensor the map split (`pos_embed` -> `pos_embed.cls`, `.grid`) is reported by its file name.
+    name = origin.get(canonical_name) or origin.get(canonical_name.rpartition(".")[0], canonical_name)
+    keys = weight_map.jreid_keys(canonical_name, target)
     if not keys:
-      (report.ignored if weight_map.ignored(canonical, value) else report.unused).append(name)
+      (report.ignored if weight_map.ignored(canonical_name, value) else report.unused).append(name)
       continue
     copied, resized_to, mismatch = False, None, None
     for key in keys:
@@ -228,9 +259,14 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
       torch_shape = tuple(weight_map.to_torch(key[1], np.empty(wanted)).shape)
       array = weight_map.from_torch(key[1], value)
       if array.shape != wanted and weight_map.resize is not None:
-        adapted = weight_map.resize(key, array, wanted)
+        try:
+          adapted = weight_map.resize(key, array, wanted)
+        except CheckpointMismatchError as err:
+          raise CheckpointMismatchError(f"{source}: {name}: {err}") from None
         if adapted is not None and tuple(np.shape(adapted)) == wanted:
-          array, resized_to = np.asarray(adapted), torch_shape
+          # Only a change of the number of values is a resize; a reshape is a layout.
+          resized_to = torch_shape if np.size(adapted) != array.size else None
+          array = np.asarray(adapted)
       if array.shape != wanted:
         mismatched.add(key)
         mismatch = mismatch or (name, tuple(value.shape), torch_shape)
@@ -242,16 +278,14 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
     if not copied:
       report.mismatched.append(mismatch)
       continue
-    report.loaded.append(name)
+    if name not in report.loaded:
+      report.loaded.append(name)
     if resized_to is not None:
-      report.resized.append((name, tuple(value.shape), resized_to))
+      report.resized.append((name, tuple(np.shape(state_dict.get(name, value))), resized_to))
   report.missing = ["/".join((c,) + p) for c, p in target
                     if (c, p) not in filled and (c, p) not in mismatched]
   if not report.loaded:
-    hint = (f"; shapes differ, e.g. {report.mismatched[0]}" if report.mismatched
-            else f"; the file has e.g. {report.unused[:3]}")
-    raise CheckpointMismatchError(f"{source}: none of its {len(state_dict)} tensors fits this model "
-                                  f"(a different architecture or width?){hint}")
+    raise _nothing_fits(source, canonical, target, weight_map, report)
   return torch_names.unflatten(merged), report
 
 

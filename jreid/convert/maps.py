@@ -7,10 +7,14 @@ comes from its `WeightMap`. A backbone family names its map in
 that link, and `resolve(flat)` picks the one map that claims a model's tree
 (what `config.init_from` uses, which sees variables, not the config).
 
-A new family (ViT, CLIP, UNet) adds one `WeightMap` to `WEIGHT_MAPS`. Its
+A new family (UNet, ...) adds one `WeightMap` to `WEIGHT_MAPS`. Its
 `resize` hook is how a tensor of another shape is adapted at load time
 (position embeddings for another image size); the report lists every
-resized tensor, so nothing is reshaped silently.
+resized tensor, so nothing is reshaped silently. `canonicalize` renames a
+file's tensors to the names the map knows before matching (another
+project's naming, one tensor split in two or three joined in one), and
+`to_state_dict` writes a model back in one of the map's `layouts` (the first
+is the default).
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from jreid.convert import torch_names
+from jreid.convert import torch_names, vit_names
 from jreid.convert.torch_names import Key
 from jreid.errors import CheckpointMismatchError
 
@@ -38,8 +42,12 @@ class WeightMap:
   tensors that fit no variable on purpose (BN counters, an ImageNet `fc`),
   reported as such rather than as unused. `resize(key, array, shape)`: an
   array (already in jreid layout) of another shape adapted to `shape`, or
-  None to skip it as a shape mismatch; None for families that never resize.
-  `claims(target)`: whether a model's variables are this family's.
+  None to skip it as a shape mismatch (or a CheckpointMismatchError where the
+  file cannot fit, which the loader prefixes with the file); None for families
+  that never resize. `claims(target)`: whether a model's variables are this
+  family's. `canonicalize(state)`: the file's tensors (prefixes stripped) under
+  the map's canonical names. `to_state_dict(variables, layout)`: the torch
+  state dict of one of `layouts` and the jreid paths left out.
   """
   jreid_keys: Callable[[str, Mapping[Key, object]], list[Key]]
   torch_name: Callable[[Key], str | None]
@@ -48,13 +56,29 @@ class WeightMap:
   from_torch: Callable[[tuple[str, ...], np.ndarray], np.ndarray] = torch_names.from_torch_layout
   to_torch: Callable[[tuple[str, ...], np.ndarray], np.ndarray] = torch_names.to_torch_layout
   resize: Callable[[Key, np.ndarray, tuple], np.ndarray | None] | None = None
+  canonicalize: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] = dict
+  to_state_dict: Callable[[Mapping, str], tuple[dict[str, np.ndarray], list[str]]] = \
+      torch_names.to_state_dict
+  layouts: tuple[str, ...] = torch_names.LAYOUTS
 
 
 # torchvision / FastReID ResNet names, the BNNeck head, MGN's branch copies; never resized.
 RESNET = WeightMap(jreid_keys=torch_names.jreid_keys, torch_name=torch_names.torch_name,
                    claims=torch_names.claims, ignored=torch_names.ignored)
 
-WEIGHT_MAPS: dict[str, WeightMap] = {"resnet": RESNET}
+# timm / DINO / TransReID-SSL ViTs (the ICS stem included) and OpenAI / Hugging Face CLIP towers.
+VIT = WeightMap(jreid_keys=vit_names.jreid_keys(vit_names.timm_name), torch_name=vit_names.timm_name,
+                claims=vit_names.claims_vit, ignored=vit_names.ignored_timm,
+                from_torch=vit_names.from_torch, to_torch=vit_names.to_torch,
+                resize=vit_names.resizer("bicubic"), canonicalize=vit_names.canonical_timm,
+                to_state_dict=vit_names.timm_to_state_dict, layouts=("timm", "transreid"))
+CLIP = WeightMap(jreid_keys=vit_names.jreid_keys(vit_names.clip_name), torch_name=vit_names.clip_name,
+                 claims=vit_names.claims_clip, ignored=vit_names.ignored_clip,
+                 from_torch=vit_names.from_torch, to_torch=vit_names.to_torch_clip,
+                 resize=vit_names.resizer("bilinear"), canonicalize=vit_names.canonical_clip,
+                 to_state_dict=vit_names.clip_to_state_dict, layouts=("openai",))
+
+WEIGHT_MAPS: dict[str, WeightMap] = {"resnet": RESNET, "vit": VIT, "clip": CLIP}
 
 
 def get(name: str) -> WeightMap:

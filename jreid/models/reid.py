@@ -46,7 +46,8 @@ import ml_collections
 
 from jreid.config_rules import Bool, Float, Int, OneOf, Str
 from jreid.errors import ConfigError
-from jreid.models.backbones import BACKBONES, backbone_config, backbone_options, backbone_rules
+from jreid.models.backbones import (BACKBONES, backbone_config, backbone_options, backbone_rules,
+                                    family_of)
 from jreid.models.heads import BNNeck, LinearHead, ReductionHead
 from jreid.models.mgn import MGN
 from jreid.models.pcb import PCB
@@ -61,7 +62,7 @@ def _common(meta: str, backbone: str) -> dict:
   return dict(
       meta=meta,
       backbone=backbone_config(backbone),
-      pooling="avg",
+      pooling=family_of(backbone).pooling,  # "avg"; "identity" for a ViT's CLS feature
       gem_p=3.0,
       gem_learnable=False,
       test_feature="neck",  # "neck" (after the BN) | "pre_neck" (pooled)
@@ -195,6 +196,7 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int, *,
   if num_classes < 1:
     raise ConfigError(f"num_classes must be positive, got {num_classes}")
   make_pooling = pooling_factory(model_cfg)
+  _check_pooling(model_cfg)
   if model_cfg.meta == "mgn":
     return _build_mgn(model_cfg, num_classes, make_pooling, cosine_classifier)
   backbone = build_backbone(model_cfg)
@@ -221,6 +223,19 @@ def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int, *,
                          cosine=cosine_classifier)
   return ReID(backbone=backbone, pooling=pooling, head=head,
               test_feature=model_cfg.test_feature)
+
+
+def _check_pooling(model_cfg: ml_collections.ConfigDict) -> None:
+  """A vector backbone (a ViT's CLS feature) has nothing to pool or split into stripes."""
+  if family_of(model_cfg.backbone.name).pooling != "identity":
+    return
+  name = model_cfg.backbone.name
+  if model_cfg.meta == "pcb":
+    raise ConfigError(f"model.meta='pcb' splits a feature map into stripes, but {name} gives one "
+                      "vector per image (its CLS feature); use model.meta='reid'")
+  if model_cfg.pooling != "identity":
+    raise ConfigError(f"model.pooling={model_cfg.pooling!r} pools a feature map, but {name} gives "
+                      "one vector per image (its CLS feature); use model.pooling='identity'")
 
 
 def pooling_factory(model_cfg: ml_collections.ConfigDict):

@@ -4,16 +4,22 @@
     python -m jreid.tools.export --checkpoint WORKDIR/checkpoints --out model.safetensors \\
         --layout torchvision --step 1000
 
-The "fastreid" layout (default) writes `backbone.*` and `heads.*` as a FastReID
-`Baseline` holds them; "torchvision" writes the bare backbone (load it into a
-torchvision ResNet with `strict=False`, which then keeps its own `fc`).
+The layout follows the model (the first is the default):
+* ResNets: "fastreid" writes `backbone.*` and `heads.*` as a FastReID `Baseline`
+  holds them; "torchvision" writes the bare backbone (load it into a
+  torchvision ResNet with `strict=False`, which then keeps its own `fc`).
+* ViTs: "timm" writes the bare backbone under timm/DINO names (the ICS stem as
+  TransReID-SSL names it), which their `VisionTransformer` loads with
+  `strict=True`; "transreid" adds the head as TransReID-SSL's ReID model
+  (`base.*`, `bottleneck.*`, `classifier.weight`).
+* the CLIP tower: "openai" writes OpenAI's `visual.*` names.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from jreid.convert import export, torch_names
+from jreid.convert import export
 from jreid.errors import ReIDError
 from jreid.tools import int_at_least
 
@@ -23,7 +29,8 @@ def main(argv=None) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--checkpoint", required=True, help="a jreid workdir or its checkpoints/ folder")
   parser.add_argument("--out", required=True, help="output file: .pth / .pt (PyTorch) or .safetensors")
-  parser.add_argument("--layout", default="fastreid", choices=torch_names.LAYOUTS)
+  parser.add_argument("--layout", default=None, choices=export.layouts(),
+                      help="names to write (default: the model's first layout, see above)")
   parser.add_argument("--step", type=int_at_least(0), default=None,
                       help="checkpoint step (default: the latest)")
   args = parser.parse_args(argv)
@@ -32,7 +39,7 @@ def main(argv=None) -> int:
   except ReIDError as err:
     print(f"jreid.tools.export: error: {err}", file=sys.stderr, flush=True)
     return 1
-  print(f"wrote {len(result.names)} tensors from {result.source} to {result.out} ({args.layout} layout)")
+  print(f"wrote {len(result.names)} tensors from {result.source} to {result.out} ({result.layout} layout)")
   if result.skipped:
     more = f" (+{len(result.skipped) - 5} more)" if len(result.skipped) > 5 else ""
     print(f"not exported (no PyTorch name): {', '.join(result.skipped[:5])}{more}")

@@ -11,9 +11,10 @@ shared update step `jreid.train.update`); leaves are named and matched as in
   freeze     `optim.freeze` + `optim.freeze_steps`: held fixed for the first steps
              (FastReID's FREEZE_LAYERS / FREEZE_ITERS: SBS freezes the backbone for
              1000 iterations so the fresh head does not wreck pretrained features).
-  trainable  the method's trainable set (DASA: norms, SA kernels, the classifier);
-             every other leaf is frozen for the whole run, bit for bit, gets no
-             gradient and keeps no optimiser state.
+  trainable  the method's trainable set (DASA: norms, SA kernels, the classifier)
+             less `optim.frozen` (DCAC: CLIP's patch conv); every other leaf is
+             frozen for the whole run, bit for bit, gets no gradient and keeps no
+             optimiser state.
 
 As with PyTorch parameters that get no gradient, a timed-frozen group gets no
 update, no weight decay and no optimiser-moment update; its optimiser state
@@ -60,7 +61,8 @@ class ParamTable:
   @classmethod
   def from_config(cls, optim_config, trainable: str = ALL) -> "ParamTable":
     return cls(groups=tuple(tuple(g) for g in optim_config.groups), freeze=optim_config.freeze,
-               freeze_steps=int(optim_config.freeze_steps), trainable=trainable)
+               freeze_steps=int(optim_config.freeze_steps),
+               trainable=excluding(trainable, optim_config.get("frozen", "")))
 
   @property
   def trains_everything(self) -> bool:
@@ -76,6 +78,14 @@ class ParamTable:
   def split(self, params) -> tuple[dict, dict]:
     """(trainable leaves, frozen leaves) of `params`."""
     return partition.select(params, self.trainable), partition.exclude(params, self.trainable)
+
+
+def excluding(pattern: str, frozen: str) -> str:
+  """A pattern matching what `pattern` matches and `frozen` does not (both whole-name patterns)."""
+  if not frozen:
+    return pattern
+  tree_paths.compile_pattern(frozen)
+  return f"(?!(?:{frozen})$)(?:{pattern})"
 
 
 def _per_leaf(fn, *trees):

@@ -87,6 +87,22 @@ def test_freeze_holds_the_group_then_starts_its_optimiser_fresh():
   _assert_history(got, _reference_adam(config, 7, frozen=lambda path: path.startswith("backbone")))
 
 
+def test_optim_frozen_never_trains_its_leaves_and_keeps_no_state_for_them():
+  config = config_blocks.optim(lr=0.01, weight_decay=0.05, frozen="backbone/.*")
+  got = _run(config, 5)
+  for step in range(5):  # weight decay included: a frozen leaf is not in the optimiser at all
+    np.testing.assert_array_equal(got[step]["backbone"]["conv"]["kernel"],
+                                  PARAMS["backbone"]["conv"]["kernel"])
+  reference = _reference_adam(config_blocks.optim(lr=0.01, weight_decay=0.05, freeze="backbone/.*",
+                                                  freeze_steps=5), 5,
+                              frozen=lambda path: path.startswith("backbone"))
+  _assert_history(got, reference)
+  table = param_groups.ParamTable.from_config(config, trainable=r"backbone/.*|head/neck/scale")
+  trainable, frozen = table.split(PARAMS)
+  assert param_groups.partition.paths(trainable) == ["head/neck/scale"]
+  assert sorted(param_groups.partition.paths(frozen)) == ["backbone/conv/kernel", "head/neck/bias"]
+
+
 def test_hold_keeps_matching_statistics_only_while_active():
   old = {"backbone": {"bn": {"mean": jnp.zeros(2)}}, "head": {"neck": {"mean": jnp.zeros(1)}}}
   new = jax.tree.map(lambda x: x + 1.0, old)

@@ -14,8 +14,14 @@ nothing. A family's `weights` names its PyTorch name map in
 `jreid.convert.maps.WEIGHT_MAPS` (a string, so models never import the
 converters).
 
-A new family (ViT, CLIP, ...) adds one `Family` to `FAMILIES` and its names to
-`BACKBONES`; nothing is registered by import side effect.
+A family's `pooling` is the default `model.pooling` for its output: "avg" for
+the CNNs' feature maps, "identity" for the transformers, whose feature is
+already one vector per image (the CLS token). A name's `defaults` override its
+family's option defaults (`vit_base` is `vit_small` with other widths), so a
+preset can still shrink any of them.
+
+A new family adds one `Family` to `FAMILIES` and its names to `BACKBONES`;
+nothing is registered by import side effect.
 """
 from __future__ import annotations
 
@@ -25,10 +31,11 @@ from typing import Any, Callable, Mapping
 import flax.linen as nn
 import ml_collections
 
-from jreid.config_rules import Bool, Int, OneOf, Tuple
+from jreid.config_rules import Bool, Float, Int, OneOf, Tuple
 from jreid.errors import ConfigError
 from jreid.models.backbones.resnest import ResNeSt
 from jreid.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from jreid.models.backbones.vit import VisionTransformer
 from jreid.models.layers import resolve_conv_impl
 
 # Module fields every flax module has; never config options.
@@ -44,7 +51,8 @@ class Family:
   range), never a config key. `prepare` turns config values into module
   values (e.g. `conv_impl="auto"` -> the backend's). `weights`: its
   `jreid.convert.maps.WEIGHT_MAPS` name, None where no PyTorch map exists yet.
-  `rules`: each option's type and range (`jreid.config_rules`).
+  `rules`: each option's type and range (`jreid.config_rules`). `pooling`: the
+  `model.pooling` its output needs by default ("identity" for a vector).
   """
   module: type[nn.Module]
   options: Callable[[], dict[str, Any]]
@@ -52,6 +60,7 @@ class Family:
   fixed: frozenset[str] = frozenset()
   prepare: Callable[[dict[str, Any]], dict[str, Any]] = lambda options: options
   weights: str | None = None
+  pooling: str = "avg"
 
   def option_keys(self) -> list[str]:
     """The config keys this family accepts: its module's fields less the fixed ones."""
@@ -61,9 +70,14 @@ class Family:
 
 @dataclasses.dataclass(frozen=True)
 class Backbone:
-  """A backbone name: its family (a `FAMILIES` key) and the module fields the name fixes."""
+  """A backbone name: its family (a `FAMILIES` key), the module fields the name fixes, and its
+  own defaults for the family's options."""
   family: str
   architecture: Mapping[str, Any]
+  defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def options(self) -> dict[str, Any]:
+    return {**FAMILIES[self.family].options(), **self.defaults}
 
   def __call__(self, **options) -> nn.Module:
     return FAMILIES[self.family].module(**self.architecture, **options)
@@ -111,6 +125,45 @@ def _prepare_resnest(options: dict[str, Any]) -> dict[str, Any]:
   return {**options, "conv_impl": resolve_conv_impl(options["conv_impl"])}
 
 
+def _vit_options() -> dict[str, Any]:
+  return dict(
+      embed_dim=384, depth=12, num_heads=6,  # ViT-S/16; narrower and shallower for CPU presets
+      mlp_ratio=4.0,
+      patch_size=16,
+      stride=16,         # < patch_size: TransReID's overlapping patches (12)
+      drop_path=0.0,     # stochastic depth of the last block, linear from 0 over depth
+      dropout=0.0,
+  )
+
+
+def _vit_ics_options() -> dict[str, Any]:
+  return {**_vit_options(), "stem_channels": 64}  # the IBN conv stem's width (TransReID-SSL: 64)
+
+
+def _clip_options() -> dict[str, Any]:
+  return {**_vit_options(), "embed_dim": 768, "num_heads": 12,
+          "proj_dim": 512}  # ln_post(CLS) @ proj: CLIP's joint image-text space
+
+
+_RATE = Float(0, 1, open_high=True)
+_VIT_RULES = dict(embed_dim=Int(1), depth=Int(1), num_heads=Int(1),
+                  mlp_ratio=Float(0, open_low=True), patch_size=Int(1), stride=Int(1),
+                  drop_path=_RATE, dropout=_RATE)
+_VIT_ICS_RULES = dict(_VIT_RULES, stem_channels=Int(2))  # IBN splits the channels in halves
+_CLIP_RULES = dict(_VIT_RULES, proj_dim=Int(0))
+_VIT_SWITCHES = frozenset({"stem", "norm_eps", "activation", "norm_pre", "patch_bias"})
+
+
+def _prepare_vit(options: dict[str, Any]) -> dict[str, Any]:
+  if options["embed_dim"] % options["num_heads"]:
+    raise ConfigError(f"model.backbone.embed_dim={options['embed_dim']} must be a multiple of "
+                      f"model.backbone.num_heads={options['num_heads']}")
+  if options["stride"] > options["patch_size"]:
+    raise ConfigError(f"model.backbone.stride={options['stride']} skips pixels between "
+                      f"{options['patch_size']}-pixel patches; use stride <= patch_size")
+  return options
+
+
 FAMILIES = {
     "resnet": Family(ResNet, _resnet_options, _RESNET_RULES, prepare=_prepare_resnet, weights="resnet",
                      fixed=frozenset({"block", "stage_sizes", "non_local_stages", "groups",
@@ -118,6 +171,12 @@ FAMILIES = {
     # No PyTorch map yet: its shortcut (avg-pool -> conv -> bn) differs from ResNet's.
     "resnest": Family(ResNeSt, _resnest_options, _RESNEST_RULES, prepare=_prepare_resnest,
                       fixed=frozenset({"stage_sizes", "non_local_stages", "radix"})),
+    "vit": Family(VisionTransformer, _vit_options, _VIT_RULES, prepare=_prepare_vit, weights="vit",
+                  pooling="identity", fixed=_VIT_SWITCHES | {"proj_dim", "stem_channels"}),
+    "vit_ics": Family(VisionTransformer, _vit_ics_options, _VIT_ICS_RULES, prepare=_prepare_vit,
+                      weights="vit", pooling="identity", fixed=_VIT_SWITCHES | {"proj_dim"}),
+    "clip": Family(VisionTransformer, _clip_options, _CLIP_RULES, prepare=_prepare_vit,
+                   weights="clip", pooling="identity", fixed=_VIT_SWITCHES | {"stem_channels"}),
 }
 
 # FastReID's nl_layers_per_stage: non-local blocks after the last n blocks of each stage.
@@ -128,6 +187,9 @@ _NL_101 = (0, 2, 9, 0)
 def _resnet(block=Bottleneck, **architecture) -> Backbone:
   return Backbone("resnet", dict(block=block, **architecture))
 
+
+_TIMM = dict(norm_eps=1e-6, activation="gelu", norm_pre=False, patch_bias=True, proj_dim=0)
+_VIT_B = dict(embed_dim=768, num_heads=12)
 
 BACKBONES = {
     "resnet18": _resnet(BasicBlock, stage_sizes=(2, 2, 2, 2)),
@@ -140,6 +202,14 @@ BACKBONES = {
     "resnext101": _resnet(stage_sizes=(3, 4, 23, 3), non_local_stages=_NL_101, groups=32,
                           width_per_group=4),
     "resnest50": Backbone("resnest", dict(stage_sizes=(3, 4, 6, 3), non_local_stages=_NL_50)),
+    # timm / DINO names; `_ics`: TransReID-SSL's IBN conv stem before the patch conv.
+    "vit_small": Backbone("vit", dict(_TIMM, stem="patch")),
+    "vit_base": Backbone("vit", dict(_TIMM, stem="patch"), _VIT_B),
+    "vit_small_ics": Backbone("vit_ics", dict(_TIMM, stem="ics")),
+    "vit_base_ics": Backbone("vit_ics", dict(_TIMM, stem="ics"), _VIT_B),
+    # OpenAI CLIP's ViT-B/16 image tower (DCAC's encoder).
+    "clip_vit_b16": Backbone("clip", dict(stem="patch", norm_eps=1e-5, activation="quick_gelu",
+                                          norm_pre=True, patch_bias=False)),
 }
 
 
@@ -151,7 +221,8 @@ def family_of(name: str) -> Family:
 
 def backbone_config(name: str = "resnet50") -> ml_collections.ConfigDict:
   """`config.model.backbone` for `name`: the name and its family's default options."""
-  return ml_collections.ConfigDict({"name": name, **family_of(name).options()})
+  family_of(name)
+  return ml_collections.ConfigDict({"name": name, **BACKBONES[name].options()})
 
 
 def backbone_rules(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,4 +246,5 @@ def backbone_options(section: Mapping[str, Any]) -> tuple[Backbone, dict[str, An
   if unknown:
     raise ConfigError(f"model.backbone.{unknown[0]} is not an option of {section['name']} "
                       f"({family.module.__name__}); known: {known}")
-  return BACKBONES[section["name"]], family.prepare({**family.options(), **options})
+  entry = BACKBONES[section["name"]]
+  return entry, family.prepare({**entry.options(), **options})

@@ -1,0 +1,285 @@
+"""PyTorch names of jreid's vision transformers: timm / DINO / TransReID-SSL and OpenAI CLIP.
+
+Two `jreid.convert.maps.WeightMap`s over the one `VisionTransformer` tree
+(`jreid.models.backbones.vit`):
+
+  jreid                                timm / DINO (`VIT`)           OpenAI CLIP (`CLIP`)
+  backbone/patch_embed/proj/kernel     patch_embed.proj.weight       visual.conv1.weight
+  backbone/patch_embed/conv{1,2,3}     patch_embed.conv.{0,3,6}      (ICS stem only)
+  backbone/patch_embed/norm{1,2,3}     patch_embed.conv.{1,4,7}      (IBN: .IN / .BN)
+  backbone/cls_token (D,)              cls_token (1, 1, D)           visual.class_embedding (D,)
+  backbone/cls_pos_embed, pos_embed    pos_embed (1, 1+h*w, D)       visual.positional_embedding (1+h*w, D)
+  backbone/norm_pre                    -                             visual.ln_pre
+  backbone/blocks_{i}/norm1            blocks.{i}.norm1              visual.transformer.resblocks.{i}.ln_1
+  .../attn/qkv (D, 3D)                 blocks.{i}.attn.qkv           ....attn.in_proj_{weight,bias}
+  .../attn/proj                        blocks.{i}.attn.proj          ....attn.out_proj
+  .../norm2, mlp/fc1, mlp/fc2          blocks.{i}.{norm2,mlp.fc1,..} ....{ln_2, mlp.c_fc, mlp.c_proj}
+  backbone/norm                        norm                          visual.ln_post
+  backbone/proj (D, 512)               -                             visual.proj (D, 512), same layout
+  head/neck, head/classifier           bottleneck.*, classifier.weight (TransReID / CLIP-ReID heads)
+
+A file's position embedding (CLS row + grid rows) is split on reading into
+the pseudo-names `pos_embed.cls` / `pos_embed.grid` (CLIP: `positional_
+embedding.*`), and the grid is resized when the model's token grid differs:
+a square grid (every published ViT is pre-trained on square images) is
+resized to the model's (h, w), bicubic for timm/DINO files (TransReID-SSL),
+bilinear for CLIP (DCAC, CLIP-ReID), both as torch's `interpolate`
+without antialiasing (`jreid.core.resize`); a grid of exactly h*w tokens is
+the model's own. Anything else cannot be resized and is an error naming the
+file's and the model's shapes.
+
+Hugging Face CLIP files (`vision_model.*`, separate q/k/v) are renamed to
+OpenAI's first (`jreid.convert.clip_names`); CLIP-ReID/DCAC checkpoints name the
+tower `image_encoder.` and a saved bare tower has no prefix: both read as
+`visual.`.
+
+Export layouts: "timm" (the bare backbone, as DINO's and TransReID-SSL's
+`VisionTransformer` hold it), "transreid" (`base.` + `bottleneck` + `classifier`,
+TransReID-SSL's ReID model) and "openai" (the tower's `visual.*` names, as in
+OpenAI's CLIP state dict).
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from jreid.convert import torch_names
+from jreid.convert.torch_names import PARAMS, STATS, Key
+from jreid.errors import CheckpointMismatchError
+
+_LEAF = {(PARAMS, "kernel"): "weight", (PARAMS, "scale"): "weight", (PARAMS, "bias"): "bias",
+         (STATS, "mean"): "running_mean", (STATS, "var"): "running_var"}
+_ICS = {"conv1": "0", "norm1": "1", "conv2": "3", "norm2": "4", "conv3": "6", "norm3": "7"}
+_BLOCK = re.compile(r"blocks_(\d+)$")
+# timm module -> OpenAI module inside a block
+_CLIP_BLOCK = {("norm1",): "ln_1", ("attn", "proj"): "attn.out_proj", ("norm2",): "ln_2",
+               ("mlp", "fc1"): "mlp.c_fc", ("mlp", "fc2"): "mlp.c_proj"}
+_CLIP_TOP = {"norm_pre": "ln_pre", "norm": "ln_post"}
+_HEAD = {("neck",): "bottleneck", ("classifier",): "classifier"}
+
+
+def _leaf(collection: str, leaf: str) -> str | None:
+  return _LEAF.get((collection, leaf))
+
+
+def _timm_backbone(collection: str, path: tuple[str, ...]) -> str | None:
+  if path == ("cls_token",):
+    return "cls_token"
+  if path == ("pos_embed",):
+    return "pos_embed.grid"
+  if path == ("cls_pos_embed",):
+    return "pos_embed.cls"
+  leaf = _leaf(collection, path[-1])
+  if leaf is None:
+    return None
+  modules = path[:-1]
+  if modules[:1] == ("patch_embed",):
+    rest = modules[1:]
+    if rest == ("proj",):
+      return f"patch_embed.proj.{leaf}"
+    if rest and rest[0] in _ICS:
+      return ".".join(("patch_embed", "conv", _ICS[rest[0]]) + rest[1:] + (leaf,))
+    return None
+  block = _BLOCK.match(modules[0]) if modules else None
+  if block:
+    return ".".join(("blocks", block[1]) + modules[1:] + (leaf,))
+  if modules == ("norm",):
+    return f"norm.{leaf}"
+  return None
+
+
+def _clip_backbone(collection: str, path: tuple[str, ...]) -> str | None:
+  special = {("cls_token",): "class_embedding", ("pos_embed",): "positional_embedding.grid",
+             ("cls_pos_embed",): "positional_embedding.cls", ("proj",): "proj",
+             ("patch_embed", "proj", "kernel"): "conv1.weight"}
+  if path in special:
+    return "visual." + special[path]
+  leaf = _leaf(collection, path[-1])
+  modules = path[:-1]
+  if leaf is None or not modules:
+    return None
+  if modules in ((m,) for m in _CLIP_TOP):
+    return f"visual.{_CLIP_TOP[modules[0]]}.{leaf}"
+  block = _BLOCK.match(modules[0])
+  if not block:
+    return None
+  prefix = f"visual.transformer.resblocks.{block[1]}."
+  if modules[1:] == ("attn", "qkv"):
+    return prefix + f"attn.in_proj_{leaf}"
+  inner = _CLIP_BLOCK.get(modules[1:])
+  return None if inner is None else prefix + f"{inner}.{leaf}"
+
+
+def _head(collection: str, path: tuple[str, ...]) -> str | None:
+  module = _HEAD.get(path[1:-1])
+  leaf = _leaf(collection, path[-1])
+  if module is None or leaf is None or (module == "classifier" and path[-1] != "kernel"):
+    return None
+  return f"{module}.{leaf}"
+
+
+def _namer(backbone_name):
+  def torch_name(key: Key) -> str | None:
+    collection, path = key
+    if len(path) < 2:
+      return None
+    if path[0] == "backbone":
+      return backbone_name(collection, path[1:])
+    if path[0] == "head":
+      return _head(collection, path)
+    return None
+  return torch_name
+
+
+timm_name = _namer(_timm_backbone)
+clip_name = _namer(_clip_backbone)
+
+
+def jreid_keys(torch_name):
+  """A map's `jreid_keys` from its `torch_name`: the variables of the target that bear the name."""
+  def keys(name: str, target: Mapping[Key, object]) -> list[Key]:
+    return [key for key in target if torch_name(key) == name]
+  return keys
+
+
+# --- position embeddings: one file tensor, two variables ------------------------------------
+
+def split_positions(state: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
+  """`name` (CLS row + grid rows, with or without timm's batch axis) as `name.cls` / `name.grid`."""
+  if name not in state:
+    return state
+  value = np.asarray(state.pop(name))
+  rows = value.reshape(-1, value.shape[-1])
+  return {**state, f"{name}.cls": rows[0], f"{name}.grid": rows[1:]}
+
+
+def join_positions(state: dict[str, np.ndarray], name: str, batch_axis: bool) -> dict[str, np.ndarray]:
+  """The inverse of `split_positions` for export: the grid flattened row-major after the CLS row."""
+  cls, grid = state.pop(f"{name}.cls", None), state.pop(f"{name}.grid", None)
+  if cls is None or grid is None:
+    return state
+  rows = np.concatenate([cls[None], grid.reshape(-1, grid.shape[-1])])
+  return {**state, name: rows[None] if batch_axis else rows}
+
+
+def resizer(method: str):
+  def resize(key: Key, array: np.ndarray, shape: tuple) -> np.ndarray | None:
+    """The file's (N, D) grid rows as the model's (h, w, D) grid, or None for other variables."""
+    if key[1][-1] != "pos_embed" or array.ndim != 2 or len(shape) != 3:
+      return None
+    h, w, width = shape
+    tokens = array.shape[0]
+    if array.shape[1] != width:
+      return None  # another embedding width: a shape mismatch like any other
+    if tokens == h * w:
+      return array.reshape(h, w, width)
+    side = math.isqrt(tokens)
+    if side * side != tokens:
+      raise CheckpointMismatchError(
+          f"its position embedding has {tokens} patch tokens, which is not a square grid, so it "
+          f"cannot be resized to the model's {h}x{w} grid (expected {h * w} tokens of width "
+          f"{width}, found {tokens}); use the image size it was trained at")
+    from jreid.core.resize import resize_grid
+    return resize_grid(array.reshape(side, side, width), (h, w), method)
+  return resize
+
+
+# --- layouts --------------------------------------------------------------------------------
+
+def from_torch(path: tuple[str, ...], value) -> np.ndarray:
+  value = np.asarray(value)
+  if path[-1] == "cls_token":
+    return value.reshape(-1)
+  return torch_names.from_torch_layout(path, value)
+
+
+def to_torch(path: tuple[str, ...], value) -> np.ndarray:
+  """timm's layout: the CLS token with batch and token axes (1, 1, D)."""
+  value = np.asarray(value)
+  if path[-1] == "cls_token":
+    return value.reshape(1, 1, -1)
+  return torch_names.to_torch_layout(path, value)
+
+
+def to_torch_clip(path: tuple[str, ...], value) -> np.ndarray:
+  """OpenAI's layout: `class_embedding` is a plain (D,) vector."""
+  return np.asarray(value) if path[-1] == "cls_token" else torch_names.to_torch_layout(path, value)
+
+
+def canonical_timm(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  return split_positions(dict(state), "pos_embed")
+
+
+def canonical_clip(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  if any(name.startswith("vision_model.") for name in state):
+    from jreid.convert.clip_names import openai_from_hf
+    state = openai_from_hf(state)
+  state = dict(state)
+  if any(name.startswith("image_encoder.") for name in state):  # CLIP-ReID / DCAC
+    state = {("visual." + n[len("image_encoder."):] if n.startswith("image_encoder.") else n): v
+             for n, v in state.items()}
+  if not any(name.startswith("visual.") for name in state) and "class_embedding" in state:
+    bare = ("conv1.", "class_embedding", "positional_embedding", "ln_pre.", "transformer.",
+            "ln_post.", "proj")
+    state = {("visual." + n if n.startswith(bare) else n): v for n, v in state.items()}
+  return split_positions(state, "visual.positional_embedding")
+
+
+def _export(torch_name, layout_of, position_name: str, batch_axis: bool,
+            prefixes: Mapping[str, tuple[str, str]]):
+  """A map's `to_state_dict(variables, layout)`: its names per layout, heads included or not.
+
+  `prefixes[layout]` is (backbone prefix, head prefix or None to leave the head out).
+  """
+  def to_state_dict(variables: Mapping, layout: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    if layout not in prefixes:
+      raise CheckpointMismatchError(f"layout {layout!r} is not one of this model's: {sorted(prefixes)}")
+    backbone_prefix, head_prefix = prefixes[layout]
+    state, skipped = {}, []
+    for key, value in torch_names.flatten(variables).items():
+      name = torch_name(key)
+      if name is None or (key[1][0] == "head" and head_prefix is None):
+        skipped.append("/".join((key[0],) + key[1]))
+        continue
+      prefix = head_prefix if key[1][0] == "head" else backbone_prefix
+      state[prefix + name] = layout_of(key[1], value)
+    state = join_positions(state, backbone_prefix + position_name, batch_axis)
+    neck = f"{head_prefix}bottleneck.weight" if head_prefix is not None else None
+    if neck in state and neck.replace("weight", "bias") not in state:
+      state[neck.replace("weight", "bias")] = np.zeros_like(state[neck])  # the frozen zero bias
+    return state, skipped
+  return to_state_dict
+
+
+def claims_vit(flat: Mapping[Key, object]) -> bool:
+  paths = {path for _, path in flat}
+  return ("backbone", "cls_token") in paths and ("backbone", "norm_pre", "scale") not in paths
+
+
+def claims_clip(flat: Mapping[Key, object]) -> bool:
+  return any(path[:2] == ("backbone", "norm_pre") for _, path in flat)
+
+
+def ignored_timm(name: str, value: np.ndarray) -> bool:
+  """BN counters, DINO's projection head (`head.mlp`, `head.last_layer`), timm's classifier, and
+  the zero neck bias TransReID freezes (jreid's neck has no bias to hold it)."""
+  return (name.endswith("num_batches_tracked") or name.startswith(("head.", "fc_norm."))
+          or (name == "bottleneck.bias" and not np.any(value)))
+
+
+_CLIP_TEXT = ("transformer.", "token_embedding.", "positional_embedding", "ln_final.",
+              "text_projection", "logit_scale", "text_model.", "input_resolution",
+              "context_length", "vocab_size")
+
+
+def ignored_clip(name: str, value: np.ndarray) -> bool:
+  """BN counters and the text tower of a full CLIP file (OpenAI or Hugging Face names)."""
+  return name.endswith("num_batches_tracked") or name.startswith(_CLIP_TEXT)
+
+
+timm_to_state_dict = _export(timm_name, to_torch, "pos_embed", True,
+                             {"timm": ("", None), "transreid": ("base.", "")})
+clip_to_state_dict = _export(clip_name, to_torch_clip, "visual.positional_embedding", False, {"openai": ("", None)})
