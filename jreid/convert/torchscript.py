@@ -189,15 +189,16 @@ def _declarations(archive: zipfile.ZipFile, prefix: str, type_name: str):
   """(is a module, declared parameter/buffer names or None) from the class's code file.
 
   `__torch__.torch.nn.modules.conv.Conv2d` is `class Conv2d(Module):` in
-  `code/__torch__/torch/nn/modules/conv.py`; a class that cannot be found is
-  taken as a module without declarations.
+  `code/__torch__/torch/nn/modules/conv.py`; a TorchScript class that is not
+  a module (`class Holder:`) holds no state_dict() tensors; a class that
+  cannot be found is taken as a module without declarations.
   """
   module, _, name = type_name.rpartition(".")
   try:
     source = archive.read(f"{prefix}/code/{module.replace('.', '/')}.py").decode("utf-8")
   except (KeyError, UnicodeDecodeError):
     return True, None
-  match = re.search(rf"^class {re.escape(name)}\((\w+)\):\n((?:[ \t].*\n?|\n)*)", source, re.M)
+  match = re.search(rf"^class {re.escape(name)}(?:\((\w+)\))?:\n((?:[ \t].*\n?|\n)*)", source, re.M)
   if match is None:
     return True, None
   found = dict(_DECLARED.findall(match.group(2)))
@@ -280,7 +281,8 @@ def read_torchscript(path) -> dict[str, np.ndarray]:
     raise WeightsFileError(f"{path}: refused to unpickle {err} (only tensors, storages and "
                            "TorchScript module attributes are read)") from None
   except (zipfile.BadZipFile, KeyError, pickle.UnpicklingError, EOFError, ValueError, TypeError,
-          IndexError, AttributeError, struct.error, zlib.error, OSError, RecursionError) as err:
+          IndexError, AttributeError, struct.error, zlib.error, OSError, RecursionError,
+          MemoryError) as err:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     raise WeightsFileError(f"cannot read {path} as a TorchScript archive (damaged or "
                            f"truncated?): {first}") from None

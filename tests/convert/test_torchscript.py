@@ -135,8 +135,16 @@ def test_read_state_dict_routes_archives_to_the_reader_without_torch(tmp_path, m
   assert_same(load.read_state_dict(path), expected(module))
 
 
+@torch.jit.script
+class Holder:
+  """A TorchScript class (not a module): its tensors are not in any state_dict()."""
+
+  def __init__(self, t: torch.Tensor):
+    self.t = t
+
+
 class Views(nn.Module):
-  """Buffers that are views (offset, transposed), a non-persistent buffer and a plain tensor."""
+  """Buffers that are views (offset, transposed), a non-persistent buffer, plain tensors."""
 
   def __init__(self):
     super().__init__()
@@ -147,19 +155,21 @@ class Views(nn.Module):
     self.register_buffer("scratch", torch.ones(2), persistent=False)
     self.register_buffer("flags", torch.tensor([True, False]))
     self.plain = torch.full((3,), 7.0)  # an attribute, not a buffer: not in state_dict
+    self.holder = Holder(torch.full((2,), 5.0))
     self.bare = nn.ParameterList([nn.Parameter(torch.randn(2, 2)), nn.Parameter(torch.randn(3))])
     self.lin = nn.Linear(2, 2)
 
   def forward(self, x):
     return (self.lin(x).sum() + self.base.sum() + self.tail.sum() + self.scratch.sum()
-            + self.plain.sum() + self.bare[0].sum() + self.bare[1].sum() + self.transposed.sum())
+            + self.plain.sum() + self.holder.t.sum() + self.bare[0].sum() + self.bare[1].sum() + self.transposed.sum())
 
 
 def test_views_parameter_lists_and_attributes_read_as_torch_jit_load_does(tmp_path):
   path = save(Views(), tmp_path / "views.pt", "script")
   # TorchScript forgets that a buffer is non-persistent: the loaded module's state_dict has it.
   reference = {k: v.numpy() for k, v in torch.jit.load(str(path)).state_dict().items()}
-  assert "scratch" in reference and "plain" not in reference and "bare.1" in reference
+  assert "scratch" in reference and "bare.1" in reference
+  assert "plain" not in reference and "holder.t" not in reference
   tensors = read_torchscript(path)
   assert_same(tensors, reference)
   assert np.array_equal(tensors["tail"], np.arange(24.0).reshape(4, 6)[1:, 2:])
