@@ -53,9 +53,10 @@ class ScriptObject:
   """Stands in for a `__torch__.*` TorchScript class instance: its type name and pickled state."""
 
   type_name = "__torch__"
+  state = None  # NEWOBJ makes instances without __init__; BUILD (if any) sets the state
 
   def __init__(self, *args):
-    self.state = None
+    pass
 
   def __setstate__(self, state):
     self.state = state
