@@ -4,13 +4,16 @@
     print(report.summary())
 
 Files are read without executing pickled code: `.safetensors` through
-safetensors (no torch needed), everything else through
-`torch.load(weights_only=True)`, which refuses any object other than tensors
-and plain containers. Checkpoints that nest the weights (`{"state_dict": ...}`
-of MoCo / `.pth.tar`, `{"model": ...}` of FastReID) are unwrapped, and the
-wrapper prefixes of DataParallel (`module.`), FastReID (`backbone.`), MoCo
-(`encoder_q.`) and some ReID repos (`base.`) are stripped, so one loader reads
-all of them.
+safetensors (no torch needed), TorchScript archives (OpenAI's CLIP `.pt`)
+through `jreid.convert.torchscript` (no torch needed either), everything else
+through `torch.load(weights_only=True)`, which refuses any object other than
+tensors and plain containers; `argparse.Namespace` is allowed in addition,
+because DINO's `checkpoint.pth` stores its training arguments as one.
+Checkpoints that nest the weights (DINO's `{"teacher": ..., "student": ...}`,
+`{"state_dict": ...}` of MoCo / `.pth.tar`, `{"model": ...}` of FastReID) are
+unwrapped, and the wrapper prefixes of DataParallel (`module.`), FastReID and
+DINO (`backbone.`), MoCo (`encoder_q.`) and some ReID repos (`base.`) are
+stripped, so one loader reads all of them.
 
 Only names *and* shapes that fit the target are copied (or shapes the
 architecture's map resizes, e.g. a ViT's position embeddings); everything
@@ -32,17 +35,23 @@ mismatched names) are not checked: they never reach the model.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import pathlib
+import re
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
-from jreid.convert import maps, torch_names
+from jreid.convert import maps, torch_names, torchscript
 from jreid.errors import CheckpointMismatchError, WeightsFileError
 
 STRIPPED_PREFIXES = ("module.", "encoder_q.", "backbone.", "base.")
-NESTING_KEYS = ("state_dict", "model")
+# In this order: DINO evaluates (and TransReID-SSL fine-tunes from) the teacher, not the student.
+NESTING_KEYS = ("teacher", "student", "state_dict", "model")
+# Classes torch.load may build besides tensors: DINO's `args`. Only plain data, no behaviour.
+SAFE_CLASSES = (argparse.Namespace,)
 
 
 @dataclasses.dataclass
@@ -122,6 +131,26 @@ def _to_numpy(tensor) -> np.ndarray:
   return tensor.numpy()
 
 
+def _is_torchscript(path: pathlib.Path) -> bool:
+  """A zip with `code/` or `constants.pkl` beside its data.pkl (torch.jit.save, not torch.save)."""
+  if not zipfile.is_zipfile(path):
+    return False
+  try:
+    with zipfile.ZipFile(path) as archive:
+      return torchscript.archive_prefix(archive) is not None
+  except (zipfile.BadZipFile, OSError):
+    return False  # torch.load then says why it cannot read the file
+
+
+def _first_line(err: Exception) -> str:
+  """The informative line of a torch.load error: the weights-only unpickler's reason if any."""
+  text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+  reason = re.search(r"WeightsUnpickler error: (.*?\.)(?: |$)", text, re.M)
+  if reason:
+    return reason.group(1)
+  return text.splitlines()[0] if text else type(err).__name__
+
+
 def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   """The tensors of a weights file, by their names in the file (nesting removed, prefixes kept)."""
   path = pathlib.Path(path).expanduser()
@@ -134,11 +163,14 @@ def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
       return dict(load_file(str(path)))
     except Exception as err:  # safetensors raises its own error types for bad headers
       raise WeightsFileError(f"cannot read {path} as safetensors: {err}") from None
+  if _is_torchscript(path):
+    return torchscript.read_torchscript(path)
   torch = _import_torch(path)
   try:
-    content = torch.load(path, map_location="cpu", weights_only=True)
+    with torch.serialization.safe_globals(list(SAFE_CLASSES)):  # for this call only
+      content = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as err:  # UnpicklingError, RuntimeError (not a zip), EOFError, ...
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    first = _first_line(err)
     raise WeightsFileError(f"cannot read {path} as PyTorch weights (read with weights_only=True, "
                            f"which refuses pickled objects other than tensors): {first}") from None
   while isinstance(content, Mapping):
