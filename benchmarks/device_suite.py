@@ -21,6 +21,10 @@ later parts still run):
 * `train_torch_eager`, `train_torch_compile_float32`, `..._bfloat16`: the
   same model and step in PyTorch (`benchmarks/torch_resnet.py`) on the same
   device (CUDA when torch sees one, else CPU);
+* `train_vit_jreid`: the supervised ViT-B/16 step (`configs/vit.py:no_ics`
+  with ViT-B widths, 256x128, batch 64) in float32 and bfloat16, the
+  attention through `jax.nn.dot_product_attention` (cuDNN's fused kernel
+  where it applies);
 * `evaluation`: Market-1501-scale cosine distances (on the JAX device) and
   `evaluate_rank` (numpy, on the CPU);
 * `rerank`: k-reciprocal re-ranking at that scale (neighbour search on the
@@ -63,25 +67,30 @@ BUDGETS = {
     "input_pipeline": 90,
     "train_torch_compile_float32": 180,
     "train_torch_compile_bfloat16": 180,
+    "train_vit_jreid": 150,
 }
 QUICK_BUDGET = 60
-TOTAL_BUDGET = 450  # the whole full suite: 7.5 min, inside the 8 the device lease allows
+TOTAL_BUDGET = 540  # the whole full suite: 9 min, inside the 10 one device command may run
 PART_ARGS = {"train_jreid_float32": ("jreid", "float32"), "train_jreid_bfloat16": ("jreid", "bfloat16"),
              "train_jreid_float32_warm_cache": ("jreid", "float32"),
              "train_torch_eager": ("torch", "float32,bfloat16"),
              "train_torch_compile_float32": ("torch_compile", "float32"),
-             "train_torch_compile_bfloat16": ("torch_compile", "bfloat16")}
+             "train_torch_compile_bfloat16": ("torch_compile", "bfloat16"),
+             "train_vit_jreid": ("jreid", "float32,bfloat16", "vit")}
 
 # (train config and its overrides, classes, steps; evaluation sizes; rerank sizes; pipeline sizes)
 FULL = dict(config="configs/baseline.py", model={}, height=256, width=128, batch=64, classes=751,
             steps=20, eval=(3368, 15913, 2048, 750), rerank=(3368, 15913, 2048),
             pipeline=dict(images=1024, size=(128, 64), batches=30,
                           settings=((1, 0), (8, 0), (16, 0), (2, 8), (2, 15))),
-            torch_compile_backend="inductor")
+            torch_compile_backend="inductor",
+            vit=dict(config="configs/vit.py:no_ics", model=dict(name="vit_base", embed_dim=768,
+                                                                num_heads=12)))
 QUICK = dict(config="configs/baseline.py", model=dict(name="resnet18", width=8), height=64,
              width=32, batch=16, classes=16, steps=2, eval=(200, 1000, 64, 50), rerank=(100, 500, 64),
              pipeline=dict(images=64, size=(32, 16), batches=2, settings=((1, 0), (2, 0))),
-             torch_compile_backend="eager")  # dynamo's capture without inductor's 30-40 s C++ build
+             torch_compile_backend="eager",  # dynamo's capture without inductor's 30-40 s C++ build
+             vit=dict(config="configs/vit.py:no_ics", model=dict(embed_dim=32, depth=2, num_heads=2)))
 
 
 # ---------------------------------------------------------------- the parts (child processes)
@@ -126,8 +135,10 @@ def _timing(first, median, batch, peak):
           "peak_device_bytes": peak}
 
 
-def part_train(sizes, scratch, framework, dtypes) -> dict:
+def part_train(sizes, scratch, framework, dtypes, model="bot") -> dict:
   from benchmarks import train_step
+  if model == "vit":  # the same sizes, the ViT config and backbone
+    sizes = {**sizes, **sizes["vit"]}
   config = _bot_config(sizes)
   images, labels = _random_batch(sizes)
   rows = {}
@@ -138,7 +149,8 @@ def part_train(sizes, scratch, framework, dtypes) -> dict:
       first, median = train_step.time_jreid(config, images, labels, sizes["classes"], sizes["steps"])
       stats = jax.devices()[0].memory_stats() or {}
       rows[dtype] = {**_timing(first, median, sizes["batch"], stats.get("peak_bytes_in_use")),
-                     "conv_impl": config.model.backbone.conv_impl, "device": jax.devices()[0].device_kind}
+                     "conv_impl": config.model.backbone.get("conv_impl"),
+                     "device": jax.devices()[0].device_kind}
     else:
       import torch
       device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -149,7 +161,9 @@ def part_train(sizes, scratch, framework, dtypes) -> dict:
       rows[dtype] = {**_timing(first, median, sizes["batch"], peak), "torch": version,
                      "compile_backend": backend,
                      "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
-  return {"model": f"{config.model.backbone.name} width {config.model.backbone.width} BoT",
+  backbone = config.model.backbone
+  width = backbone.get("width", backbone.get("embed_dim"))
+  return {"model": f"{backbone.name} width {width} {'ViT' if model == 'vit' else 'BoT'}",
           "image": [sizes["height"], sizes["width"]], "batch": sizes["batch"],
           "steps_timed": sizes["steps"], "dtypes": rows}
 

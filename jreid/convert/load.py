@@ -237,6 +237,16 @@ def canonical_names(state_dict: Mapping[str, np.ndarray], source: str
   return canonical, origin
 
 
+def _file_name(canonical_name: str, origin: Mapping[str, str]) -> str:
+  """The file's name for a canonical one: a tensor the map prefixed (a bare CLIP tower's `visual.`)
+  or split (`pos_embed` -> `pos_embed.cls`, `.grid`) is reported as the file has it."""
+  for candidate in (canonical_name, canonical_name.rpartition(".")[0]):
+    for stripped, original in origin.items():
+      if candidate and (candidate == stripped or candidate.endswith("." + stripped)):
+        return original
+  return canonical_name
+
+
 def _examples(pairs, limit: int = 3) -> str:
   return ", ".join(f"{name} {tuple(shape)}" for name, shape in pairs[:limit])
 
@@ -272,14 +282,13 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
   target = torch_names.flatten(variables)
   weight_map = maps.resolve(target, weights)
   canonical, origin = canonical_names(state_dict, source)
-  canonical = weight_map.canonicalize(canonical)
+  canonical = weight_map.canonicalize(canonical, source)
   report = LoadReport()
   merged = dict(target)
   filled, mismatched = set(), set()
   for canonical_name in sorted(canonical):
     value = canonical[canonical_name]
-    # A tensor the map split (`pos_embed` -> `pos_embed.cls`, `.grid`) is reported by its file name.
-    name = origin.get(canonical_name) or origin.get(canonical_name.rpartition(".")[0], canonical_name)
+    name = _file_name(canonical_name, origin)
     keys = weight_map.jreid_keys(canonical_name, target)
     if not keys:
       (report.ignored if weight_map.ignored(canonical_name, value) else report.unused).append(name)

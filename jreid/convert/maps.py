@@ -45,8 +45,8 @@ class WeightMap:
   None to skip it as a shape mismatch (or a CheckpointMismatchError where the
   file cannot fit, which the loader prefixes with the file); None for families
   that never resize. `claims(target)`: whether a model's variables are this
-  family's. `canonicalize(state)`: the file's tensors (prefixes stripped) under
-  the map's canonical names. `to_state_dict(variables, layout)`: the torch
+  family's. `canonicalize(state, source)`: the file's tensors (prefixes stripped)
+  under the map's canonical names (errors name `source`). `to_state_dict(variables, layout)`: the torch
   state dict of one of `layouts` and the jreid paths left out.
   """
   jreid_keys: Callable[[str, Mapping[Key, object]], list[Key]]
@@ -56,7 +56,8 @@ class WeightMap:
   from_torch: Callable[[tuple[str, ...], np.ndarray], np.ndarray] = torch_names.from_torch_layout
   to_torch: Callable[[tuple[str, ...], np.ndarray], np.ndarray] = torch_names.to_torch_layout
   resize: Callable[[Key, np.ndarray, tuple], np.ndarray | None] | None = None
-  canonicalize: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] = dict
+  canonicalize: Callable[[dict[str, np.ndarray], str], dict[str, np.ndarray]] = \
+      lambda state, source: dict(state)
   to_state_dict: Callable[[Mapping, str], tuple[dict[str, np.ndarray], list[str]]] = \
       torch_names.to_state_dict
   layouts: tuple[str, ...] = torch_names.LAYOUTS

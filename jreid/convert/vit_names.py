@@ -209,14 +209,14 @@ def to_torch_clip(path: tuple[str, ...], value) -> np.ndarray:
   return np.asarray(value) if path[-1] == "cls_token" else torch_names.to_torch_layout(path, value)
 
 
-def canonical_timm(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def canonical_timm(state: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
   return split_positions(dict(state), "pos_embed")
 
 
-def canonical_clip(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def canonical_clip(state: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
   if any(name.startswith("vision_model.") for name in state):
     from jreid.convert.clip_names import openai_from_hf
-    state = openai_from_hf(state)
+    state = openai_from_hf(state, source=source)
   state = dict(state)
   if any(name.startswith("image_encoder.") for name in state):  # CLIP-ReID / DCAC
     state = {("visual." + n[len("image_encoder."):] if n.startswith("image_encoder.") else n): v
@@ -267,7 +267,11 @@ def ignored_timm(name: str, value: np.ndarray) -> bool:
   """BN counters, DINO's projection head (`head.mlp`, `head.last_layer`), timm's classifier, and
   the zero neck bias TransReID freezes (jreid's neck has no bias to hold it)."""
   return (name.endswith("num_batches_tracked") or name.startswith(("head.", "fc_norm."))
-          or (name == "bottleneck.bias" and not np.any(value)))
+          or _zero_neck_bias(name, value))
+
+
+def _zero_neck_bias(name: str, value: np.ndarray) -> bool:
+  return name == "bottleneck.bias" and not np.any(value)
 
 
 _CLIP_TEXT = ("transformer.", "token_embedding.", "positional_embedding", "ln_final.",
@@ -276,8 +280,10 @@ _CLIP_TEXT = ("transformer.", "token_embedding.", "positional_embedding", "ln_fi
 
 
 def ignored_clip(name: str, value: np.ndarray) -> bool:
-  """BN counters and the text tower of a full CLIP file (OpenAI or Hugging Face names)."""
-  return name.endswith("num_batches_tracked") or name.startswith(_CLIP_TEXT)
+  """BN counters, the text tower of a full CLIP file (OpenAI or Hugging Face names) and the zero
+  neck bias of a CLIP-ReID / DCAC head."""
+  return (name.endswith("num_batches_tracked") or name.startswith(_CLIP_TEXT)
+          or _zero_neck_bias(name, value))
 
 
 timm_to_state_dict = _export(timm_name, to_torch, "pos_embed", True,

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import pytest
 
 from jreid import config_blocks
 from jreid.methods import supervised
@@ -12,9 +13,13 @@ from jreid.train import update
 NUM_CLASSES = 4
 
 
-def _config(**train):
-  model = model_config("reid", "resnet18")
-  model.backbone.update(width=8)
+def _config(backbone="resnet18", **train):
+  model = model_config("reid", backbone)
+  if backbone == "resnet18":
+    model.backbone.update(width=8)
+  else:  # a tiny ViT with the ICS stem (IBN: batch statistics too); 4x2 tokens of 8x8 pixels
+    model.backbone.update(embed_dim=32, depth=2, num_heads=2, patch_size=8, stride=8,
+                          stem_channels=8, drop_path=0.1)
   config = ml_collections.ConfigDict(dict(
       method="supervised", model=model, loss=config_blocks.loss(), train=config_blocks.train(**train),
       optim=config_blocks.optim(freeze="backbone/.*", freeze_steps=2)))
@@ -59,8 +64,9 @@ def test_freeze_holds_backbone_params_and_statistics_then_releases():
                             _leaf(frozen_end.batch_stats, "backbone", "bn1", "mean"))
 
 
-def test_bfloat16_step_keeps_float32_state_and_tracks_float32_losses():
-  fp32, bf16 = _method(_config()), _method(_config(compute_dtype="bfloat16"))
+@pytest.mark.parametrize("backbone", ["resnet18", "vit_small_ics"])
+def test_bfloat16_step_keeps_float32_state_and_tracks_float32_losses(backbone):
+  fp32, bf16 = _method(_config(backbone)), _method(_config(backbone, compute_dtype="bfloat16"))
   state = jax.jit(fp32.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3)))
   new32, m32 = jax.jit(fp32.train_step)(state, _batch(), jax.random.key(1))
   new16, m16 = jax.jit(bf16.train_step)(state, _batch(), jax.random.key(1))
