@@ -54,7 +54,7 @@ class DropPath(nn.Module):
 
 
 class Attention(nn.Module):
-  """Multi-head self-attention with one packed (D -> 3D) projection, q, k, v in that order, heads split after."""
+  """Multi-head self-attention, one packed D -> 3D projection: q, k, v in that order, heads split after."""
 
   def __init__(self, dim, num_heads, qkv_bias=True, attn_drop=0.0, proj_drop=0.0):
     super().__init__()
@@ -153,7 +153,7 @@ class VisionTransformer(nn.Module):
     self._init()
 
   def _init(self):
-    """timm's scheme (truncated normal 0.02 for tokens and Linear, LayerNorm 1/0), so timing runs train sanely."""
+    """timm's scheme (truncated normal 0.02 for tokens and Linear, LayerNorm 1/0): timed runs train sanely."""
     nn.init.trunc_normal_(self.pos_embed, std=0.02)
     nn.init.trunc_normal_(self.cls_token, std=0.02)
     for module in self.modules():
@@ -232,7 +232,7 @@ class CLIPVisual(nn.Module):
 
 
 class CLIPImageEncoder(nn.Module):
-  """Only `visual`, so the state dict carries OpenAI's `visual.`-prefixed names (the text tower is not needed)."""
+  """Only `visual`, so the state dict has OpenAI's `visual.`-prefixed names (no text tower: not needed)."""
 
   def __init__(self, **kwargs):
     super().__init__()

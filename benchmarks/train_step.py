@@ -72,7 +72,8 @@ def time_jreid(config, images, labels, num_classes, steps):
   return _median_step(step, state, steps)
 
 
-VIT_PREFIXES = ("vit_", "clip_vit")  # jreid's ViT backbone names: vit_small(_ics), vit_base(_ics), clip_vit_b16
+# jreid's ViT backbone names: vit_small(_ics), vit_base(_ics), clip_vit_b16.
+VIT_PREFIXES = ("vit_", "clip_vit")
 
 
 def is_vit(name):
