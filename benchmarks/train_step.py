@@ -15,6 +15,14 @@ model (same depth, width, last stride 1, BNNeck, CE + triplet, Adam) trained
 in PyTorch eager with one thread per core, and the ratio of each jreid
 implementation's images/s to PyTorch's; with `xla` among `--impls`, each
 one's speed-up over it (`jreid_over_xla`).
+
+A ViT backbone (`vit_*`, `clip_vit_*`) has no conv_impl: jreid is timed once
+under the key "default", and `--torch` times `benchmarks/torch_vit.py`'s
+TransReID(ViT) (or the CLIP tower) at the config's image size with the
+same objective and the config's optimiser (SGD with momentum, AdamW or Adam):
+
+    python -m benchmarks.train_step --config=configs/vit.py --batch=8 --steps=5 --torch \
+        --out=benchmarks/results/train_step_vit_s16_cpu.json
 """
 import argparse
 import json
@@ -64,9 +72,63 @@ def time_jreid(config, images, labels, num_classes, steps):
   return _median_step(step, state, steps)
 
 
+# jreid's ViT backbone names: vit_small(_ics), vit_base(_ics), clip_vit_b16.
+VIT_PREFIXES = ("vit_", "clip_vit")
+
+
+def is_vit(name):
+  return name.startswith(VIT_PREFIXES)
+
+
+def _torch_resnet_twin(config, num_classes):
+  """benchmarks/torch_resnet's BoT model and Adam, as this benchmark has always timed ResNets."""
+  import torch
+
+  from benchmarks import torch_resnet
+  model_cfg, backbone = config.model, config.model.backbone
+  if (backbone.name not in torch_resnet.STAGES or backbone.ibn or backbone.non_local
+      or model_cfg.meta != "reid" or model_cfg.head != "bnneck" or backbone.last_stride != 1):
+    raise SystemExit(f"--torch times a plain ResNet-18/50 BoT with last stride 1 or a ViT; "
+                     f"{backbone.name} with this model config has no torch twin here")
+  model = torch_resnet.Baseline(backbone.name, width=backbone.width, num_classes=num_classes)
+  opt = lambda params: torch.optim.Adam(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+  return model, (lambda out: (out[1], out[2])), opt
+
+
+def _torch_vit_twin(config, num_classes, image_size):
+  """benchmarks/torch_vit's TransReID(ViT) (ICS stem for `*_ics`, the CLIP tower for `clip_*`) and the
+  config's optimiser: SGD with momentum, AdamW or Adam (coupled L2 but AdamW's, as jreid.train.optim)."""
+  import torch
+
+  from benchmarks import torch_vit
+  backbone, optim = config.model.backbone, config.optim
+  if backbone.name.startswith("clip_"):
+    base = torch_vit.CLIPVisual(image_size, backbone.patch_size, backbone.embed_dim, backbone.depth,
+                                backbone.num_heads, backbone.proj_dim, backbone.mlp_ratio)
+  else:
+    base = torch_vit.VisionTransformer(
+        image_size, backbone.patch_size, backbone.stride, embed_dim=backbone.embed_dim,
+        depth=backbone.depth, num_heads=backbone.num_heads, mlp_ratio=backbone.mlp_ratio,
+        drop_rate=backbone.dropout, drop_path_rate=backbone.drop_path,
+        stem_conv=backbone.name.endswith("_ics"))
+  model = torch_vit.TransReID(base, num_classes)
+
+  def opt(params):
+    params = [p for p in params if p.requires_grad]  # the BNNeck's frozen bias
+    if optim.name == "sgd":
+      return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov,
+                             weight_decay=optim.weight_decay)
+    kind = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
+    return kind(params, lr=optim.lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
+                weight_decay=optim.weight_decay)
+
+  return model, (lambda out: (out[0], out[2])), opt
+
+
 def time_torch(config, images, labels, num_classes, steps, *, device="cpu",
                dtype="float32", compile=None):
-  """The same train step in PyTorch (BoT objective; the model must be a plain ResNet-18/50 BoT).
+  """The same train step in PyTorch: BoT objective (label-smoothed CE + batch-hard triplet) on the
+  config's model, a plain ResNet-18/50 BoT or a ViT (`is_vit`) ReID model.
 
   `device` is a torch device ("cpu", "cuda"); `dtype="bfloat16"` runs the
   network under autocast with the loss in float32, as jreid's
@@ -78,11 +140,6 @@ def time_torch(config, images, labels, num_classes, steps, *, device="cpu",
   import torch
 
   from benchmarks import torch_resnet
-  model_cfg, backbone = config.model, config.model.backbone
-  if (backbone.name not in torch_resnet.STAGES or backbone.ibn or backbone.non_local
-      or model_cfg.meta != "reid" or model_cfg.head != "bnneck" or backbone.last_stride != 1):
-    raise SystemExit(f"--torch times a plain ResNet-18/50 BoT with last stride 1; "
-                     f"{backbone.name} with this model config has no torch twin here")
   device = torch.device(device)
   cuda = device.type == "cuda"
   if cuda:
@@ -91,16 +148,19 @@ def time_torch(config, images, labels, num_classes, steps, *, device="cpu",
   else:
     torch.set_num_threads(os.cpu_count())
   torch.manual_seed(0)
-  model = torch_resnet.Baseline(backbone.name, width=backbone.width,
-                                num_classes=num_classes).to(device)
+  if is_vit(config.model.backbone.name):
+    model, pick, make_opt = _torch_vit_twin(config, num_classes, tuple(images.shape[1:3]))
+  else:
+    model, pick, make_opt = _torch_resnet_twin(config, num_classes)
+  model = model.to(device)
   model.train()
-  opt = torch.optim.Adam(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+  opt = make_opt(model.parameters())
   x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
   y = torch.from_numpy(labels.astype(np.int64)).to(device)
 
   def forward_loss(x, y):
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-      _, pooled, logits = model(x)
+      pooled, logits = pick(model(x))  # triplet on the pre-BN feature, CE on the logits
     return torch_resnet.bot_loss(pooled.float(), logits.float(), y)
 
   loss_fn = torch.compile(forward_loss, backend=compile) if compile else forward_loss
@@ -128,7 +188,8 @@ def main():
   parser.add_argument("--batch", type=int, default=0, help="0 = the config's batch size")
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--num_classes", type=int, default=200)
-  parser.add_argument("--impls", default="auto", help="comma-separated model.conv_impl values")
+  parser.add_argument("--impls", default="auto",
+                      help="comma-separated model.conv_impl values (ignored for a ViT backbone)")
   parser.add_argument("--torch", action="store_true", help="also time the PyTorch eager twin")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
@@ -141,15 +202,21 @@ def main():
   images = rng.normal(size=(batch_size, height, width, 3)).astype(np.float32)
   labels = (np.repeat(np.arange(batch_size // 4), 4) % args.num_classes).astype(np.int32)
 
+  backbone = config.model.backbone
+  vit = is_vit(backbone.name)
+  shape = ({key: backbone[key] for key in ("embed_dim", "depth", "num_heads", "patch_size", "stride")}
+           if vit else {"width": backbone.width})
   result = {"benchmark": "train_step", "config": args.config, "method": config.method,
-            "backbone": config.model.backbone.name, "width": config.model.backbone.width,
+            "backbone": backbone.name, **shape,
             "image": [height, width], "batch": batch_size, "steps_timed": args.steps,
             "backend": jax.default_backend(), "devices": jax.device_count(),
             "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "jax": jax.__version__, "compile_cache": "off",
             "jreid": {}}
-  for impl in [i for i in args.impls.split(",") if i]:
-    config.model.backbone.conv_impl = impl
+  # A ViT has no conv_impl choice: it is timed once, under "default".
+  for impl in ["default"] if vit else [i for i in args.impls.split(",") if i]:
+    if not vit:
+      backbone.conv_impl = impl
     timing = _timing(*time_jreid(config, images, labels, args.num_classes, args.steps), batch_size)
     result["jreid"][impl] = timing
     print(f"jreid conv_impl={impl}: {timing['images_per_s']:.2f} img/s "
