@@ -3,7 +3,7 @@
 # (made here by benchmarks/device_wheels.sh):
 #     run(command="bash benchmarks/device_run.sh", carry=[".whl"], timeout_s=540)
 # Installs the carried wheels into /tmp/site (no network there), runs the full device suite
-# (7.5 min budget, each part under its own) and copies the JSON to $OUT so it comes back.
+# (8.5 min budget, each part under its own) and copies the JSON to $OUT so it comes back.
 # Extra arguments go to the suite (e.g. --parts=train_jreid_bfloat16 for a rerun of one part).
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -124,3 +124,26 @@ def smoke_run(synth_root, tmp_path_factory) -> pathlib.Path:
       capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   return workdir
+
+
+def random_vit_variables(name, size=(64, 32), seed=0, **options):
+  """(model, random variables) of a tiny `name` ViT ReID model at image `size`; BN variances > 0."""
+  import jax
+  import jax.numpy as jnp
+
+  from jreid.models.reid import build_model, model_config
+  config = model_config("reid", name)
+  config.backbone.update({"embed_dim": 16, "depth": 2, "num_heads": 2, **options})
+  if name.startswith("clip"):
+    config.backbone.proj_dim = 8
+  model = build_model(config, 5)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *size, 3)), train=False))
+  rng = np.random.default_rng(seed)
+  return model, jax.tree.map(lambda s: rng.uniform(0.1, 1.0, s.shape).astype(np.float32),
+                             {"params": shapes["params"], "batch_stats": shapes["batch_stats"]})
+
+
+@pytest.fixture
+def vit_variables():
+  return random_vit_variables
+

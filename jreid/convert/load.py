@@ -1,4 +1,5 @@
-"""Load PyTorch weights (torchvision, FastReID, LUPerson MoCo) into a jreid ReID model.
+"""Load PyTorch weights into a jreid ReID model: torchvision, FastReID and LUPerson MoCo ResNets,
+timm / DINO / TransReID-SSL ViTs, OpenAI and Hugging Face CLIP towers.
 
     variables, report = load_torch_weights("resnet50_ibn_a.pth", variables)
     print(report.summary())
@@ -308,6 +309,11 @@ def merge_state_dict(variables: Mapping, state_dict: Mapping[str, np.ndarray], *
           # Only a change of the number of values is a resize; a reshape is a layout.
           resized_to = torch_shape if np.size(adapted) != array.size else None
           array = np.asarray(adapted)
+      if array.shape != wanted and weight_map.must_fit(key):
+        raise CheckpointMismatchError(
+            f"{source}: {name} is {tuple(value.shape)} in the file, but this model's "
+            f"{weight_map.torch_name(key)} is {torch_shape}: a checkpoint of another width, depth "
+            "or architecture (e.g. a ViT-B file for a ViT-S config)")
       if array.shape != wanted:
         mismatched.add(key)
         mismatch = mismatch or (name, tuple(value.shape), torch_shape)

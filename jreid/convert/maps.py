@@ -47,7 +47,10 @@ class WeightMap:
   that never resize. `claims(target)`: whether a model's variables are this
   family's. `canonicalize(state, source)`: the file's tensors (prefixes stripped)
   under the map's canonical names (errors name `source`). `to_state_dict(variables, layout)`: the torch
-  state dict of one of `layouts` and the jreid paths left out.
+  state dict of one of `layouts` and the jreid paths left out. `must_fit(key)`:
+  whether a file tensor of another shape for this variable is an error rather
+  than a skip (a ViT's trunk: a ViT-B file shares a ViT-S's conv stem, so a
+  partial load would silently train a model with a random trunk).
   """
   jreid_keys: Callable[[str, Mapping[Key, object]], list[Key]]
   torch_name: Callable[[Key], str | None]
@@ -61,6 +64,7 @@ class WeightMap:
   to_state_dict: Callable[[Mapping, str], tuple[dict[str, np.ndarray], list[str]]] = \
       torch_names.to_state_dict
   layouts: tuple[str, ...] = torch_names.LAYOUTS
+  must_fit: Callable[[Key], bool] = lambda key: False
 
 
 # torchvision / FastReID ResNet names, the BNNeck head, MGN's branch copies; never resized.
@@ -72,12 +76,14 @@ VIT = WeightMap(jreid_keys=vit_names.jreid_keys(vit_names.timm_name), torch_name
                 claims=vit_names.claims_vit, ignored=vit_names.ignored_timm,
                 from_torch=vit_names.from_torch, to_torch=vit_names.to_torch,
                 resize=vit_names.resizer("bicubic"), canonicalize=vit_names.canonical_timm,
-                to_state_dict=vit_names.timm_to_state_dict, layouts=("timm", "transreid"))
+                to_state_dict=vit_names.timm_to_state_dict, layouts=("timm", "transreid"),
+                must_fit=vit_names.in_backbone)
 CLIP = WeightMap(jreid_keys=vit_names.jreid_keys(vit_names.clip_name), torch_name=vit_names.clip_name,
                  claims=vit_names.claims_clip, ignored=vit_names.ignored_clip,
                  from_torch=vit_names.from_torch, to_torch=vit_names.to_torch_clip,
                  resize=vit_names.resizer("bilinear"), canonicalize=vit_names.canonical_clip,
-                 to_state_dict=vit_names.clip_to_state_dict, layouts=("openai",))
+                 to_state_dict=vit_names.clip_to_state_dict, layouts=("openai",),
+                 must_fit=vit_names.in_backbone)
 
 WEIGHT_MAPS: dict[str, WeightMap] = {"resnet": RESNET, "vit": VIT, "clip": CLIP}
 

@@ -254,6 +254,10 @@ def _export(torch_name, layout_of, position_name: str, batch_axis: bool,
   return to_state_dict
 
 
+def in_backbone(key: Key) -> bool:
+  return key[1][0] == "backbone"
+
+
 def claims_vit(flat: Mapping[Key, object]) -> bool:
   paths = {path for _, path in flat}
   return ("backbone", "cls_token") in paths and ("backbone", "norm_pre", "scale") not in paths

@@ -5,7 +5,6 @@ PyTorch parity is in test_vit_torch.py); every case reads them through
 `jreid.convert.load`, as `config.init_from` does.
 """
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
@@ -13,22 +12,8 @@ from safetensors.numpy import save_file
 from jreid.convert import export, load, maps, torch_names
 from jreid.core.resize import resize_grid
 from jreid.errors import CheckpointMismatchError
-from jreid.models.reid import build_model, model_config
 
-DIM, HEADS, DEPTH = 16, 2, 2
-
-
-def variables_of(name, size=(64, 32), seed=0, **options):
-  """Random variables of a tiny `name` ReID model at image `size` (positive BN variances)."""
-  config = model_config("reid", name)
-  config.backbone.update({"embed_dim": DIM, "depth": DEPTH, "num_heads": HEADS, **options})
-  if name.startswith("clip"):
-    config.backbone.proj_dim = 8
-  model = build_model(config, 5)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *size, 3)), train=False))
-  rng = np.random.default_rng(seed)
-  return model, jax.tree.map(lambda s: rng.uniform(0.1, 1.0, s.shape).astype(np.float32),
-                             {"params": shapes["params"], "batch_stats": shapes["batch_stats"]})
+DIM, DEPTH = 16, 2  # conftest.random_vit_variables' tiny ViTs
 
 
 def leaves_equal(a, b):
@@ -38,12 +23,12 @@ def leaves_equal(a, b):
 @pytest.mark.parametrize("name, layout", [("vit_small", "timm"), ("vit_small", "transreid"),
                                           ("vit_small_ics", "timm"), ("vit_small_ics", "transreid"),
                                           ("clip_vit_b16", "openai")])
-def test_export_then_import_is_exact(tmp_path, name, layout):
-  _, variables = variables_of(name)
+def test_export_then_import_is_exact(tmp_path, name, layout, vit_variables):
+  _, variables = vit_variables(name)
   out = tmp_path / f"{name}.safetensors"
   result = export.export_variables(variables, out, layout=layout)
   assert result.layout == layout
-  _, blank = variables_of(name, seed=1)
+  _, blank = vit_variables(name, seed=1)
   merged, report = load.load_torch_weights(out, blank)
   with_head = layout == "transreid"
   expected = variables if with_head else {
@@ -54,8 +39,8 @@ def test_export_then_import_is_exact(tmp_path, name, layout):
   assert bool(report.missing) != with_head
 
 
-def test_timm_and_openai_names_and_shapes():
-  _, vit = variables_of("vit_small_ics")
+def test_timm_and_openai_names_and_shapes(vit_variables):
+  _, vit = vit_variables("vit_small_ics")
   state, _ = maps.VIT.to_state_dict(vit, "timm")
   grid = 4 * 2  # 64x32 with patch 16
   assert state["pos_embed"].shape == (1, 1 + grid, DIM) and state["cls_token"].shape == (1, 1, DIM)
@@ -70,7 +55,7 @@ def test_timm_and_openai_names_and_shapes():
   # The CLS row first, then the grid row-major.
   np.testing.assert_array_equal(state["pos_embed"][0, 1:].reshape(4, 2, DIM),
                                 vit["params"]["backbone"]["pos_embed"])
-  _, clip = variables_of("clip_vit_b16")
+  _, clip = vit_variables("clip_vit_b16")
   state, _ = maps.CLIP.to_state_dict(clip, "openai")
   assert state["visual.class_embedding"].shape == (DIM,)
   assert state["visual.positional_embedding"].shape == (1 + grid, DIM)
@@ -80,9 +65,9 @@ def test_timm_and_openai_names_and_shapes():
   assert "visual.conv1.bias" not in state and state["visual.ln_pre.weight"].shape == (DIM,)
 
 
-def _square_checkpoint(name, side, tmp_path, method_rows=None):
+def _square_checkpoint(vit_variables, name, side, tmp_path):
   """The model's own export with its position grid replaced by a random side x side one."""
-  _, variables = variables_of(name)
+  _, variables = vit_variables(name)
   weight_map = maps.WEIGHT_MAPS["clip" if name.startswith("clip") else "vit"]
   state, _ = weight_map.to_state_dict(variables, weight_map.layouts[0])
   key = "visual.positional_embedding" if name.startswith("clip") else "pos_embed"
@@ -95,8 +80,8 @@ def _square_checkpoint(name, side, tmp_path, method_rows=None):
 
 
 @pytest.mark.parametrize("name, method", [("vit_small", "bicubic"), ("clip_vit_b16", "bilinear")])
-def test_a_square_grid_is_resized_to_the_models_and_reported(tmp_path, name, method):
-  path, grid, variables = _square_checkpoint(name, 3, tmp_path)
+def test_a_square_grid_is_resized_to_the_models_and_reported(tmp_path, name, method, vit_variables):
+  path, grid, variables = _square_checkpoint(vit_variables, name, 3, tmp_path)
   merged, report = load.load_torch_weights(path, variables)
   np.testing.assert_allclose(merged["params"]["backbone"]["pos_embed"],
                              resize_grid(grid, (4, 2), method), atol=1e-6)
@@ -106,8 +91,8 @@ def test_a_square_grid_is_resized_to_the_models_and_reported(tmp_path, name, met
   assert "resized 1: " + file_name in load.resized_and_skipped(report)
 
 
-def test_a_grid_that_is_neither_the_models_nor_square_is_an_error(tmp_path):
-  _, variables = variables_of("vit_small")
+def test_a_grid_that_is_neither_the_models_nor_square_is_an_error(tmp_path, vit_variables):
+  _, variables = vit_variables("vit_small")
   state, _ = maps.VIT.to_state_dict(variables, "timm")
   state["pos_embed"] = np.zeros((1, 1 + 6, DIM), np.float32)  # 6 patch tokens: 3x2? 2x3? 6x1?
   path = tmp_path / "odd.safetensors"
@@ -120,11 +105,11 @@ def test_a_grid_that_is_neither_the_models_nor_square_is_an_error(tmp_path):
   assert "the model's 4x2 grid (expected 8 tokens of width 16, found 6)" in message
 
 
-def test_a_clip_file_given_to_an_ics_vit_names_both_layouts(tmp_path):
-  _, clip = variables_of("clip_vit_b16")
+def test_a_clip_file_given_to_an_ics_vit_names_both_layouts(tmp_path, vit_variables):
+  _, clip = vit_variables("clip_vit_b16")
   path = tmp_path / "clip.safetensors"
   export.export_variables(clip, path)
-  _, ics = variables_of("vit_small_ics")
+  _, ics = vit_variables("vit_small_ics")
   with pytest.raises(CheckpointMismatchError) as err:
     load.load_torch_weights(path, ics)
   message = str(err.value)
@@ -133,20 +118,21 @@ def test_a_clip_file_given_to_an_ics_vit_names_both_layouts(tmp_path):
   assert "found e.g. visual.class_embedding (16,)" in message
 
 
-def test_a_wider_vit_file_given_to_a_narrower_config_names_the_shapes(tmp_path):
-  _, wide = variables_of("vit_small", embed_dim=32, num_heads=4)
+def test_a_wider_vit_file_given_to_a_narrower_config_names_the_shapes(tmp_path, vit_variables):
+  _, wide = vit_variables("vit_small", embed_dim=32, num_heads=4)
   path = tmp_path / "vit_b.safetensors"
   export.export_variables(wide, path)
-  _, narrow = variables_of("vit_small")
+  _, narrow = vit_variables("vit_small")
   with pytest.raises(CheckpointMismatchError) as err:
     load.load_torch_weights(path, narrow)
   message = str(err.value)
   assert "\n" not in message and str(path) in message
-  assert "shapes differ, e.g. blocks.0.attn.proj.bias is (32,) in the file, (16,) in the model" in message
+  assert ("blocks.0.attn.proj.bias is (32,) in the file, but this model's blocks.0.attn.proj.bias "
+          "is (16,): a checkpoint of another width") in message
 
 
-def test_dino_and_hugging_face_names_are_read(tmp_path):
-  _, vit = variables_of("vit_small")
+def test_dino_and_hugging_face_names_are_read(tmp_path, vit_variables):
+  _, vit = vit_variables("vit_small")
   state, _ = maps.VIT.to_state_dict(vit, "timm")
   # DINO's teacher: `backbone.` prefix and a projection head that is ignored on purpose.
   dino = {f"backbone.{k}": v for k, v in state.items()}
@@ -159,12 +145,12 @@ def test_dino_and_hugging_face_names_are_read(tmp_path):
   assert sorted(report.ignored) == ["head.last_layer.weight_g", "head.mlp.0.weight"]
   assert report.unused == []
   # A Hugging Face CLIPVisionModel: separate q/k/v, `pre_layrnorm`, a transposed projection.
-  _, clip = variables_of("clip_vit_b16")
+  _, clip = vit_variables("clip_vit_b16")
   openai, _ = maps.CLIP.to_state_dict(clip, "openai")
   hf = _hugging_face(openai)
   path = tmp_path / "hf.safetensors"
   save_file(hf, str(path))
-  _, blank = variables_of("clip_vit_b16", seed=2)
+  _, blank = vit_variables("clip_vit_b16", seed=2)
   merged, report = load.load_torch_weights(path, blank)
   assert leaves_equal(merged["params"]["backbone"], clip["params"]["backbone"])
   assert report.unused == [] and report.mismatched == []
@@ -192,9 +178,9 @@ def _hugging_face(openai):
   return hf
 
 
-def test_the_map_is_chosen_by_the_model_and_layouts_by_the_map():
-  _, vit = variables_of("vit_small_ics")
-  _, clip = variables_of("clip_vit_b16")
+def test_the_map_is_chosen_by_the_model_and_layouts_by_the_map(vit_variables):
+  _, vit = vit_variables("vit_small_ics")
+  _, clip = vit_variables("clip_vit_b16")
   assert maps.resolve(torch_names.flatten(vit)) is maps.VIT
   assert maps.resolve(torch_names.flatten(clip)) is maps.CLIP
   assert maps.for_backbone("vit_base_ics") is maps.VIT and maps.for_backbone("clip_vit_b16") is maps.CLIP
