@@ -242,9 +242,11 @@ def _file_name(canonical_name: str, origin: Mapping[str, str]) -> str:
   """The file's name for a canonical one: a tensor the map prefixed (a bare CLIP tower's `visual.`)
   or split (`pos_embed` -> `pos_embed.cls`, `.grid`) is reported as the file has it."""
   for candidate in (canonical_name, canonical_name.rpartition(".")[0]):
-    for stripped, original in origin.items():
-      if candidate and (candidate == stripped or candidate.endswith("." + stripped)):
-        return original
+    if candidate in origin:
+      return origin[candidate]
+    suffixes = [stripped for stripped in origin if candidate.endswith("." + stripped)]
+    if candidate and suffixes:
+      return origin[max(suffixes, key=len)]
   return canonical_name
 
 

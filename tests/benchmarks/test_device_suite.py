@@ -29,13 +29,14 @@ def test_quick_suite_measures_every_part(tmp_path):
   assert result["device"]["backend"] == "cpu" and result["device"]["device_count"] >= 1
   parts = result["parts"]
   for name in device_suite.PART_ARGS:
-    framework, dtypes = device_suite.PART_ARGS[name]
+    dtypes = device_suite.PART_ARGS[name][1]
     rows = parts[name]["dtypes"]
     assert sorted(rows) == sorted(dtypes.split(","))
     for row in rows.values():
       assert row["images_per_s"] == pytest.approx(device_suite.QUICK["batch"] / row["warm_median_step_s"])
       assert row["first_call_s"] > 0
   assert parts["train_jreid_float32"]["image"] == [device_suite.QUICK["height"], device_suite.QUICK["width"]]
+  assert parts["train_vit_jreid"]["model"] == "vit_small width 32 ViT"  # the quick ViT's backbone
   assert parts["evaluation"]["shapes"] == list(device_suite.QUICK["eval"][:3])
   assert parts["rerank"]["finite"]
   assert [(r["threads"], r["workers"]) for r in parts["input_pipeline"]["settings"]] == \

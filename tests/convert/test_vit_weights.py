@@ -1,7 +1,8 @@
 """ViT / CLIP weight files in the layouts users have: names, resizing, round trips and wrong files.
 
 Files are written here with safetensors from state dicts built by hand (the
-PyTorch parity is in test_vit_torch.py); every case reads them through
+PyTorch parity is in test_vit_torch.py; wrong files through `jreid.main` in
+tests/bad_inputs/test_vit_weight_files.py); every case reads them through
 `jreid.convert.load`, as `config.init_from` does.
 """
 import jax
@@ -89,46 +90,6 @@ def test_a_square_grid_is_resized_to_the_models_and_reported(tmp_path, name, met
   shape = (10, DIM) if name.startswith("clip") else (1, 10, DIM)
   assert report.resized == [(file_name, shape, (4, 2, DIM))]
   assert "resized 1: " + file_name in load.resized_and_skipped(report)
-
-
-def test_a_grid_that_is_neither_the_models_nor_square_is_an_error(tmp_path, vit_variables):
-  _, variables = vit_variables("vit_small")
-  state, _ = maps.VIT.to_state_dict(variables, "timm")
-  state["pos_embed"] = np.zeros((1, 1 + 6, DIM), np.float32)  # 6 patch tokens: 3x2? 2x3? 6x1?
-  path = tmp_path / "odd.safetensors"
-  save_file(state, str(path))
-  with pytest.raises(CheckpointMismatchError) as err:
-    load.load_torch_weights(path, variables)
-  message = str(err.value)
-  assert "\n" not in message and message.startswith(f"{path}: pos_embed: ")
-  assert "6 patch tokens, which is not a square grid" in message
-  assert "the model's 4x2 grid (expected 8 tokens of width 16, found 6)" in message
-
-
-def test_a_clip_file_given_to_an_ics_vit_names_both_layouts(tmp_path, vit_variables):
-  _, clip = vit_variables("clip_vit_b16")
-  path = tmp_path / "clip.safetensors"
-  export.export_variables(clip, path)
-  _, ics = vit_variables("vit_small_ics")
-  with pytest.raises(CheckpointMismatchError) as err:
-    load.load_torch_weights(path, ics)
-  message = str(err.value)
-  assert "\n" not in message and message.startswith(f"{path}: none of its 32 tensors fits")
-  assert "expected e.g. blocks.0.attn.proj.bias (16,)" in message
-  assert "found e.g. visual.class_embedding (16,)" in message
-
-
-def test_a_wider_vit_file_given_to_a_narrower_config_names_the_shapes(tmp_path, vit_variables):
-  _, wide = vit_variables("vit_small", embed_dim=32, num_heads=4)
-  path = tmp_path / "vit_b.safetensors"
-  export.export_variables(wide, path)
-  _, narrow = vit_variables("vit_small")
-  with pytest.raises(CheckpointMismatchError) as err:
-    load.load_torch_weights(path, narrow)
-  message = str(err.value)
-  assert "\n" not in message and str(path) in message
-  assert ("blocks.0.attn.proj.bias is (32,) in the file, but this model's blocks.0.attn.proj.bias "
-          "is (16,): a checkpoint of another width") in message
 
 
 def test_dino_and_hugging_face_names_are_read(tmp_path, vit_variables):
