@@ -67,8 +67,9 @@ class Supervised:
     return self.apply_eval(state, images)[0]
 
   def spatial_features(self, state: TrainState, images: jax.Array) -> jax.Array:
-    """The last backbone map as (B, H*W, C) location features, for DSR matching."""
-    feature_map = self.apply_eval(state, images)[1]["layer4"].astype(jnp.float32)
+    """The last backbone map (a ViT's patch tokens) as (B, H*W, C) location features, for DSR."""
+    out = self.apply_eval(state, images)[1]
+    feature_map = out.get("patch_tokens", out.get("layer4")).astype(jnp.float32)
     return feature_map.reshape(feature_map.shape[0], -1, feature_map.shape[-1])
 
 

@@ -83,3 +83,14 @@ def test_bfloat16_step_keeps_float32_state_and_tracks_float32_losses(backbone):
   assert f16.dtype == jnp.float32
   cos = np.sum(f32 * f16, -1) / np.linalg.norm(f32, axis=-1) / np.linalg.norm(f16, axis=-1)
   assert np.all(cos > 0.99)
+
+
+def test_a_vit_gives_its_patch_tokens_as_spatial_features():
+  method = _method(_config("vit_small_ics"))
+  state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3)))
+  images = _batch()["image"]
+  spatial = method.spatial_features(state, images)
+  assert spatial.shape == (8, 4 * 2, 32)  # 4x2 tokens of 8x8 pixels, 32 wide
+  model = supervised.build_model(_config("vit_small_ics").model, NUM_CLASSES)
+  _, out = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
+  np.testing.assert_allclose(spatial, np.asarray(out["patch_tokens"]).reshape(8, 8, 32), atol=1e-6)

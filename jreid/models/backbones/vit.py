@@ -42,6 +42,7 @@ import jax.numpy as jnp
 from jreid.errors import ConfigError
 from jreid.models.layers import IBN, Conv, batch_norm
 
+
 def gelu(x: jax.Array) -> jax.Array:
   """Exact GELU as torch writes it, x/2 (1 + erf(x/sqrt 2)): XLA:CPU's erf is one polynomial,
   its erfc (jax.nn.gelu's form) a two-branch select, which costs a ViT-S step ~5%."""
@@ -57,7 +58,7 @@ _INIT = nn.initializers.truncated_normal(stddev=0.02)  # timm's init of tokens a
 
 
 def token_grid(size: tuple[int, int], patch_size: int, stride: int) -> tuple[int, int]:
-  """(h, w) tokens of a VALID patch conv; the ICS stem's stride-2 conv halves both first."""
+  """(h, w) tokens of a VALID `patch_size` conv with `stride` over an image (or stem map) of `size`."""
   h, w = ((s - patch_size) // stride + 1 for s in size)
   if h < 1 or w < 1:
     raise ConfigError(f"a {size[0]}x{size[1]} image gives no {patch_size}x{patch_size} patch "
@@ -108,13 +109,13 @@ class ICSStem(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if self.patch_size % 2 or self.stride % 2:
+      raise ConfigError(f"the ICS stem halves the image first, so model.backbone.patch_size and "
+                        f"stride must be even, got {self.patch_size} and {self.stride}")
     for i, (kernel, stride) in enumerate(((7, 2), (3, 1), (3, 1)), start=1):
       x = Conv(self.channels, kernel, stride, kernel // 2, name=f"conv{i}")(x)
       norm = IBN(name=f"norm{i}") if i < 3 else batch_norm(name=f"norm{i}")
       x = nn.relu(norm(x, use_running_average=not train))
-    if self.patch_size % 2 or self.stride % 2:
-      raise ConfigError(f"the ICS stem halves the image first, so model.backbone.patch_size and "
-                        f"stride must be even, got {self.patch_size} and {self.stride}")
     return PatchEmbed(self.embed_dim, self.patch_size // 2, self.stride // 2, name="proj")(x)
 
 
