@@ -91,17 +91,19 @@ def _timm_backbone(collection: str, path: tuple[str, ...]) -> str | None:
   return None
 
 
+_CLIP_SPECIAL = {("cls_token",): "class_embedding", ("pos_embed",): "positional_embedding.grid",
+                 ("cls_pos_embed",): "positional_embedding.cls", ("proj",): "proj",
+                 ("patch_embed", "proj", "kernel"): "conv1.weight"}
+
+
 def _clip_backbone(collection: str, path: tuple[str, ...]) -> str | None:
-  special = {("cls_token",): "class_embedding", ("pos_embed",): "positional_embedding.grid",
-             ("cls_pos_embed",): "positional_embedding.cls", ("proj",): "proj",
-             ("patch_embed", "proj", "kernel"): "conv1.weight"}
-  if path in special:
-    return "visual." + special[path]
+  if path in _CLIP_SPECIAL:
+    return "visual." + _CLIP_SPECIAL[path]
   leaf = _leaf(collection, path[-1])
   modules = path[:-1]
   if leaf is None or not modules:
     return None
-  if modules in ((m,) for m in _CLIP_TOP):
+  if len(modules) == 1 and modules[0] in _CLIP_TOP:
     return f"visual.{_CLIP_TOP[modules[0]]}.{leaf}"
   block = _BLOCK.match(modules[0])
   if not block:
