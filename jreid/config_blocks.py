@@ -41,6 +41,8 @@ def data(*, train: str, test: str, root: str, height: int, width: int) -> ml_col
       cutout_p=0.0, cutout_size=64,  # a square of zeros, side in pixels (DeVries & Taylor)
       random_patch_p=0.0,     # paste a patch of an earlier image (FastReID RPT.PROB: 0.5)
       random_patch_pool=512,  # ...taken from the previous this-many images of the stream
+      train_subset="",        # a list of training images to keep (jreid.data.subsets: CFS) ...
+      train_subset_fraction=1.0,  # ... its first fraction (TransReID-SSL: 0.5 paper, 0.6 scripts)
       num_instances=4,        # K of the P x K identity sampler
       num_threads=2,          # grain read threads per host
       workers=0,              # grain worker processes (0 = in-process)
@@ -51,6 +53,7 @@ _PIXELS = Float(0, 1)  # a channel value as a fraction of 255 (transforms.normal
 DATA_RULES = dict(
     root=Str(), train=Str(), test=Str(),  # names: jreid.data.datasets checks them when it reads them
     height=Int(1), width=Int(1),
+    train_subset=Str(), train_subset_fraction=Float(0, 1, open_low=True),
     flip_p=Probability(), padding=Int(0), erase_p=Probability(),
     mean=Tuple(_PIXELS, 3), std=Tuple(Float(0, 1, open_low=True), 3),
     autoaug_p=Probability(),

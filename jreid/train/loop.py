@@ -25,7 +25,7 @@ import numpy as np
 from jreid import config_blocks, methods
 from jreid.convert.load import LoadReport, load_torch_weights, resized_and_skipped
 from jreid.core import checkpoint, partition, paths, reporting, sharding
-from jreid.data import datasets, pipeline
+from jreid.data import datasets, pipeline, subsets
 from jreid.data.records import Record, Split, combine, relabel
 from jreid.errors import CheckpointMismatchError, ConfigError, EvaluationError
 from jreid.evaluation.retrieval import (PostProcessing, ReportOptions, check_split, evaluate_split,
@@ -50,7 +50,11 @@ def load_data(config) -> RunData:
   train_names, test_names = names(config.data.train), names(config.data.test)
   splits = {name: datasets.get(name, config.data.root)
             for name in dict.fromkeys(train_names + test_names)}
-  train = relabel(combine([splits[name] for name in train_names]).train)
+  train = combine([splits[name] for name in train_names]).train
+  if config.data.get("train_subset"):  # a CFS subset (jreid.data.subsets)
+    names = subsets.read_list(config.data.train_subset, config.data.train_subset_fraction)
+    train = subsets.keep_listed(train, names, config.data.root, config.data.train_subset)
+  train = relabel(train)
   return RunData(train=train, num_classes=len({r.pid for r in train}),
                  tests={name: splits[name] for name in test_names})
 
