@@ -16,6 +16,8 @@ import argparse
 import pathlib
 import sys
 
+import numpy as np
+
 import jreid
 from jreid.core import paths
 from jreid.data import datasets, subsets
@@ -23,7 +25,7 @@ from jreid.errors import ReIDError
 from jreid.evaluation import retrieval
 
 
-def pool_features(run, records) -> "np.ndarray":  # noqa: F821 (numpy array)
+def pool_features(run, records) -> np.ndarray:
   """A run's test features of `records`, as its own evaluation extracts them."""
   return retrieval.extract_features(run.features_fn, run.state, records, mesh=run.prepared.mesh,
                                     options=run.prepared.options, batch_size=run.config.eval.batch_size)
