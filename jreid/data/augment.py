@@ -105,6 +105,13 @@ def random_grayscale(image: np.ndarray, rng: np.random.Generator, p: float) -> n
   return np.repeat(gray[..., None], 3, axis=-1)
 
 
+def solarize(image: np.ndarray, rng: np.random.Generator, p: float, threshold: int = 128) -> np.ndarray:
+  """PIL's ImageOps.solarize: every channel value >= threshold inverted (255 - v), with probability p."""
+  if not _happens(rng, p):
+    return image
+  return np.where(image >= threshold, 255 - image, image).astype(np.uint8)
+
+
 def gaussian_kernel(kernel_size: int, sigma: float) -> np.ndarray:
   """torchvision's 1-D kernel: a Gaussian sampled at integer offsets from the centre, sum 1."""
   x = np.arange(kernel_size) - (kernel_size - 1) / 2

@@ -186,7 +186,7 @@ def prepare_test(image: np.ndarray, options: ImageOptions) -> np.ndarray:
   return transforms.normalize(image, options.mean, options.std)
 
 
-class _HostStream:
+class HostStream:
   """This host's slice of every global batch, as a grain random-access source."""
 
   def __init__(self, sampler: IdentitySampler | ImageSampler, num_steps: int, host: int,
@@ -228,7 +228,7 @@ def train_dataset(records: Sequence[Record], *, options: ImageOptions, batch_siz
   `records` must carry contiguous training labels (see `records.relabel`).
   """
   sampler = IdentitySampler([r.pid for r in records], batch_size, num_instances, seed)
-  stream = _HostStream(sampler, num_steps, host, num_hosts)
+  stream = HostStream(sampler, num_steps, host, num_hosts)
 
   def earlier(global_position):
     if options.random_patch_p <= 0:
@@ -244,7 +244,7 @@ def train_dataset(records: Sequence[Record], *, options: ImageOptions, batch_siz
             "label": np.int32(record.pid),
             "camid": np.int32(record.camid), "domain": np.int32(record.domain)}
 
-  return _batches(stream, load, num_threads, workers)
+  return batches(stream, load, num_threads, workers)
 
 
 def view_dataset(records: Sequence[Record], *, options: ImageOptions, batch_size: int,
@@ -258,7 +258,7 @@ def view_dataset(records: Sequence[Record], *, options: ImageOptions, batch_size
   not read. Extra keyword arguments of `train_dataset` (`num_instances`) are ignored,
   so the loop can call either.
   """
-  stream = _HostStream(ImageSampler(len(records), batch_size, seed), num_steps, host, num_hosts)
+  stream = HostStream(ImageSampler(len(records), batch_size, seed), num_steps, host, num_hosts)
 
   def load(item):
     global_position, index = item
@@ -267,10 +267,10 @@ def view_dataset(records: Sequence[Record], *, options: ImageOptions, batch_size
              for v, name in enumerate(("query", "key"))}
     return {"original": prepare_test(image, options), **views}
 
-  return _batches(stream, load, num_threads, workers)
+  return batches(stream, load, num_threads, workers)
 
 
-def _batches(stream: _HostStream, load, num_threads: int, workers: int) -> grain.IterDataset:
+def batches(stream: HostStream, load, num_threads: int, workers: int) -> grain.IterDataset:
   """`load` over the host's stream, batched; grain's state is the next stream position."""
   dataset = grain.MapDataset.source(stream).map(load).batch(stream.local, drop_remainder=True)
   read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * stream.local)
