@@ -150,3 +150,24 @@ def test_a_full_size_vit_s16_matches_at_256x128():
   x = images((256, 128))
   assert_same(features(model, merged, x), torch_features(reference, x))
   assert maps.resolve(load.torch_names.flatten(merged)) is maps.VIT
+
+
+def test_another_input_size_interpolates_positions_as_dino_does():
+  """A 256x128 model fed 128x64 crops: DINO's interpolate_pos_encoding, written out in torch."""
+  reference = torch_model("vit_small", (256, 128))
+  model, variables = jreid_model("vit_small", (256, 128))
+  merged, _ = load.merge_state_dict(variables, state_of(reference))
+  x = images((128, 64))
+  base = reference.base
+  with torch.no_grad():
+    tokens = base.patch_embed(torch.from_numpy(x))
+    grid = base.pos_embed[:, 1:].reshape(1, 16, 8, -1).permute(0, 3, 1, 2)
+    h, w = 8 + 0.1, 4 + 0.1  # DINO's +0.1 before the scale factor
+    grid = F.interpolate(grid, scale_factor=(h / 16, w / 8), mode="bicubic", align_corners=False)
+    pos = torch.cat([base.pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, 32, -1)], 1)
+    out = torch.cat([base.cls_token.expand(2, -1, -1), tokens], 1) + pos
+    for block in base.blocks:
+      out = block(out)
+    want = base.norm(out)[:, 0].numpy()
+  got = features(model, merged, x)[0]
+  assert np.abs(got - want).max() <= TOL

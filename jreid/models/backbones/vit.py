@@ -27,6 +27,8 @@ The position embedding keeps its grid shape, `pos_embed` (h, w, D) plus
 `cls_pos_embed` (D,) for the CLS token: a checkpoint trained on another token
 grid (CLIP's 14x14 at 224, 16x8 at 256x128) is resized at load time by its
 shape (`jreid.convert.vit_names`), never by guessing a grid from a token count.
+An input of another size than the init image (DINO's 128x64 local crops) uses
+the grid interpolated as DINO does (`interpolate_positions`).
 
 Params: `patch_embed/proj/{kernel,bias}` (ICS: `patch_embed/conv{1,2,3}`,
 `patch_embed/norm{1,2,3}`, with the IBN halves `IN`/`BN`), `cls_token` (D,),
@@ -38,7 +40,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jreid.core.resize import grid_matrices
 from jreid.errors import ConfigError
 from jreid.models.layers import IBN, Conv, batch_norm
 
@@ -117,6 +121,20 @@ class ICSStem(nn.Module):
       norm = IBN(name=f"norm{i}") if i < 3 else batch_norm(name=f"norm{i}")
       x = nn.relu(norm(x, use_running_average=not train))
     return PatchEmbed(self.embed_dim, self.patch_size // 2, self.stride // 2, name="proj")(x)
+
+
+def interpolate_positions(grid: jax.Array, size: tuple[int, int]) -> jax.Array:
+  """A (H, W, D) position grid at another token grid, as DINO's `interpolate_pos_encoding` does it.
+
+  Bicubic (torch's, A = -0.75, no antialiasing) with DINO's scale factor
+  (size + 0.1) / trained size, a quirk that moves the sample points slightly
+  and is kept so DINO-trained weights see the positions they were trained
+  with (the local crops of multi-crop training, any other test size).
+  """
+  (rows, cols) = grid_matrices(grid.shape[:2], size, "bicubic",
+                               tuple((n + 0.1) / old for n, old in zip(size, grid.shape[:2])))
+  return jnp.einsum("ah,bw,hwd->abd", rows.astype(np.float32), cols.astype(np.float32),
+                    grid.astype(jnp.float32)).astype(grid.dtype)
 
 
 def drop_path_rates(rate: float, depth: int) -> list[float]:
@@ -235,7 +253,12 @@ class VisionTransformer(nn.Module):
     else:
       raise ConfigError(f"ViT stem {self.stem!r}; choose one of {STEMS}")
     b, h, w, d = tokens.shape
-    grid = self.param("pos_embed", _INIT, (h, w, d)).astype(tokens.dtype)
+    trained = (self.get_variable("params", "pos_embed").shape if self.has_variable("params", "pos_embed")
+               else (h, w, d))  # the grid of the init image; other inputs interpolate it
+    grid = self.param("pos_embed", _INIT, trained)
+    if trained[:2] != (h, w):
+      grid = interpolate_positions(grid, (h, w))
+    grid = grid.astype(tokens.dtype)
     cls_pos = self.param("cls_pos_embed", _INIT, (d,)).astype(tokens.dtype)
     cls = self.param("cls_token", _INIT, (d,)).astype(tokens.dtype)
     x = jnp.concatenate([jnp.broadcast_to(cls + cls_pos, (b, 1, d)),
