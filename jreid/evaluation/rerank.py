@@ -1,4 +1,4 @@
-"""k-reciprocal re-ranking (Zhong et al., CVPR 2017), exact and fast.
+"""k-reciprocal re-ranking (Zhong et al., CVPR 2017), exact and fast; and its one-set Jaccard form.
 
 The result equals the authors' published numpy code (up to float32 rounding
 in sums), which works on dense (Q+G)^2 matrices: a full argsort of every row,
@@ -75,10 +75,94 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6,
   k_qe = min(k2, n)
   clock = _PhaseClock(timings)
   ranks, row_max = clock("nearest_neighbours", nearest_neighbours, blocks, max(k_full, k_qe))
-  v = clock("k_reciprocal", k_reciprocal_weights, blocks, ranks, row_max, k_full, k_half)
+  v = clock("k_reciprocal", k_reciprocal_weights, ranks, k_full, k_half,
+            functools.partial(original_entries, blocks, row_max))
   if k2 != 1:
     v = clock("query_expansion", local_query_expansion, v, ranks[:, :k_qe])
   return clock("jaccard", jaccard_final, blocks, v, row_max, lambda_value)
+
+
+def jaccard_distance(features, k1: int = 30, k2: int = 6) -> np.ndarray:
+  """k-reciprocal Jaccard distance of a set with itself: cluster contrast's, Jaccard only.
+
+  The (N, N) matrix that cluster contrast (Dai et al.) and TransReID-SSL's
+  unsupervised fine-tuning feed to DBSCAN (their ``compute_jaccard_distance``;
+  the release's values k1=30, k2=6). The same steps as ``re_ranking`` on the
+  sparse machinery above, with the release's differences:
+
+  * features are L2-normalised here (the release's extractor does it) and
+    the distance is d = 2 - 2 x.y, the squared euclidean distance of unit
+    vectors, used unscaled: no division by a column max;
+  * its faiss search returns k1 neighbours (self included), so the first
+    set is the first k1 (not k1+1); the expansion sets are the first
+    round(k1/2)+1; the query expansion averages the first min(k2, k1) rows;
+  * V rows are exp(-d) / sum over the expanded set (the release's softmax);
+  * the result is the Jaccard distance 1 - sum min / sum max (= 1 - t/(2-t),
+    rows of V summing to 1) with negatives clipped to 0, and no mixing with
+    the original distance (lambda = 0).
+
+  Where N < k1 every set is clipped to N (the release's faiss search would
+  return -1 indices there). Ties in the ranking go to the lower index.
+
+  Args:
+    features: (N, D) features (numpy or jax), computed in float32.
+    k1: size of the k-reciprocal neighbourhood, self included.
+    k2: rows of V averaged in the local query expansion (1: none).
+
+  Returns:
+    float32 numpy array (N, N), dense: DBSCAN on a precomputed metric needs
+    every entry (N^2 x 4 bytes: 0.7 GB at Market-1501's 12,936 training
+    images, 4 GB at MSMT17's 32,621). Symmetric, zero diagonal (up to
+    float32 rounding of the row sums), values in [0, 1].
+  """
+  feats = np.asarray(features, np.float32)
+  if feats.ndim != 2:
+    raise ValueError(f"expected features of shape (N, D), got {feats.shape}")
+  if k1 < 1 or k2 < 1:
+    raise ValueError(f"k1 and k2 must be >= 1, got k1={k1}, k2={k2}")
+  n = feats.shape[0]
+  if n == 0:
+    return np.zeros((0, 0), np.float32)
+  # torch's F.normalize: a zero row stays zero (distance 2 to every point).
+  feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+  k_full = min(k1, n)
+  k_half = min(int(np.around(k1 / 2.0)) + 1, n)
+  k_qe = min(k2, k_full)
+  ranks = _self_nearest_neighbours(feats, k_full)
+
+  def distance(rows, cols):
+    return 2 - 2 * np.einsum("ij,ij->i", feats[rows], feats[cols])
+
+  v = k_reciprocal_weights(ranks, k_full, k_half, distance)
+  if k2 != 1:
+    v = local_query_expansion(v, ranks[:, :k_qe])
+  out = np.empty((n, n), np.float32)
+  for start, stop, jaccard in jaccard_rows(v, n, 0):
+    out[start:stop] = jaccard
+  return np.maximum(out, 0, out=out)
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def _unit_top_k(rows: jax.Array, feats: jax.Array, k: int):
+  # HIGHEST: the default GPU/TPU matmul rounds inputs to bf16/tf32, which
+  # reorders near neighbours.
+  dist = 2 - 2 * jnp.matmul(rows, feats.T, precision=jax.lax.Precision.HIGHEST)
+  return jax.lax.top_k(-dist, k)[1].astype(jnp.int32)  # ties: lower index first
+
+
+def _self_nearest_neighbours(feats: np.ndarray, k: int) -> np.ndarray:
+  """First k neighbours of every row of unit ``feats`` by 2 - 2 x.y, a chunk of rows at a time."""
+  n = feats.shape[0]
+  size = min(_ROW_CHUNK, n)
+  device_feats = jnp.asarray(feats)
+  ranks = np.empty((n, k), np.int32)
+  for start in range(0, n, size):
+    stop = min(start + size, n)
+    rows = feats[start:stop]
+    if stop - start < size:  # one program serves every chunk
+      rows = np.pad(rows, ((0, size - (stop - start)), (0, 0)))
+    ranks[start:stop] = np.asarray(_unit_top_k(rows, device_feats, k))[:stop - start]
+  return ranks
 
 
 class _PhaseClock:
@@ -189,15 +273,17 @@ def _reciprocal(ranks: np.ndarray, k: int, rows: slice) -> np.ndarray:
   return (back == ids[:, None, None]).any(axis=2)
 
 
-def k_reciprocal_weights(blocks, ranks, row_max, k_full: int, k_half: int):
+def k_reciprocal_weights(ranks, k_full: int, k_half: int, distance):
   """V of the published code as CSR (indptr, indices, float32 data).
 
-  For point i: R(i) = its k-reciprocal neighbours among the first k1+1; each
-  candidate c in R(i) whose half set R(c) (first round(k1/2)+1) overlaps R(i)
-  in more than 2/3 of |R(c)| adds R(c); V[i, j] = exp(-d_ij) / sum, over the
-  union. The half sets of all points are computed once.
+  For point i: R(i) = its k-reciprocal neighbours among the first ``k_full``
+  (k1+1 in re-ranking); each candidate c in R(i) whose half set R(c) (first
+  ``k_half`` = round(k1/2)+1) overlaps R(i) in more than 2/3 of |R(c)| adds
+  R(c); V[i, j] = exp(-d_ij) / sum, over the union, with d_ij =
+  ``distance(rows, cols)`` (elementwise). The half sets of all points are
+  computed once.
   """
-  n = blocks.n
+  n = ranks.shape[0]
   half_mask = np.concatenate([_reciprocal(ranks, k_half, slice(s, min(s + _RECIP_CHUNK, n)))
                               for s in range(0, n, _RECIP_CHUNK)])
   half_sets = np.where(half_mask, ranks[:, :k_half], -1)  # -1: not in the set
@@ -221,7 +307,7 @@ def k_reciprocal_weights(blocks, ranks, row_max, k_full: int, k_half: int):
     keep[:, 1:] &= members[:, 1:] != members[:, :-1]
     r, c = np.nonzero(keep)
     cols = members[r, c]
-    weight = np.exp(-original_entries(blocks, row_max, r + s, cols))
+    weight = np.exp(-distance(r + s, cols))
     row_count = np.bincount(r, minlength=cand.shape[0])
     counts.append(row_count)
     indices.append(cols.astype(np.int32))
@@ -295,19 +381,21 @@ def local_query_expansion(v, neighbours: np.ndarray):
   return out_indptr, np.concatenate(out_indices), np.concatenate(out_data)
 
 
-def jaccard_final(blocks: _Blocks, v, row_max, lambda_value: float) -> np.ndarray:
-  """Query x gallery rows of the published final distance.
+def jaccard_rows(v, num_rows: int, first_col: int):
+  """Jaccard distances of V's rows [0, num_rows) to its rows [first_col, n), by chunks.
 
-  Jaccard numerator: t[q, g] = sum over columns l of min(V[q, l], V[g, l]),
-  nonzero only where both are; gathered through an inverted index of the
-  gallery rows' entries by column (the published ``invIndex``). Then
-  jaccard = 1 - t / (2 - t), mixed with the original distance.
+  Yields (start, stop, jaccard) with jaccard the (stop - start, n - first_col)
+  float32 block. Numerator t[q, g] = sum over columns l of min(V[q, l],
+  V[g, l]), nonzero only where both are; gathered through an inverted index
+  of the column rows' entries by column (the published ``invIndex``). V's
+  rows sum to 1, so sum max = 2 - t and jaccard = 1 - t / (2 - t).
   """
   indptr, indices, data = v
-  nq, ng, n = blocks.num_q, blocks.num_g, blocks.n
-  # Inverted index: for each column, the gallery rows holding it and their values.
-  g_lo = indptr[nq]
-  g_rows = np.repeat(np.arange(ng, dtype=np.intp), np.diff(indptr[nq:]))
+  n = indptr.size - 1
+  ng = n - first_col
+  # Inverted index: for each column, the target rows holding it and their values.
+  g_lo = indptr[first_col]
+  g_rows = np.repeat(np.arange(ng, dtype=np.intp), np.diff(indptr[first_col:]))
   by_col = np.argsort(indices[g_lo:], kind="stable")
   inv_rows = g_rows[by_col]
   inv_vals = data[g_lo:][by_col]
@@ -315,15 +403,14 @@ def jaccard_final(blocks: _Blocks, v, row_max, lambda_value: float) -> np.ndarra
   inv_indptr = inv_indptr.astype(np.intp)
   inv_counts = np.diff(inv_indptr)
 
-  q_counts = np.diff(indptr[:nq + 1])
-  entry_work = np.concatenate([[0], np.cumsum(inv_counts[indices[:indptr[nq]]])])
-  work = entry_work[indptr[1:nq + 1]] - entry_work[indptr[:nq]]
+  q_counts = np.diff(indptr[:num_rows + 1])
+  entry_work = np.concatenate([[0], np.cumsum(inv_counts[indices[:indptr[num_rows]]])])
+  work = entry_work[indptr[1:num_rows + 1]] - entry_work[indptr[:num_rows]]
   max_rows = max(1, _ENTRY_CHUNK // (2 * ng))  # bounds the dense (rows, G) block too
-  out = np.empty((nq, ng), np.float32)
   for start, stop in _work_chunks(work, _ENTRY_CHUNK, max_rows):
     lo, hi = indptr[start], indptr[stop]
     cols = indices[lo:hi]
-    # One triple (query, gallery row, min) per (query entry, inverted-index
+    # One triple (query, target row, min) per (query entry, inverted-index
     # entry of its column); each array is built by a repeat over the entries.
     lengths = inv_counts[cols]
     pos = np.repeat(inv_indptr[cols] - _starts(lengths), lengths)
@@ -335,7 +422,14 @@ def jaccard_final(blocks: _Blocks, v, row_max, lambda_value: float) -> np.ndarra
     flat += inv_rows[pos]
     t = np.bincount(flat, weights=mins, minlength=(stop - start) * ng)
     t = t.reshape(stop - start, ng).astype(np.float32)
-    jaccard = 1 - t / (2. - t)
+    yield start, stop, 1 - t / (2. - t)
+
+
+def jaccard_final(blocks: _Blocks, v, row_max, lambda_value: float) -> np.ndarray:
+  """Query x gallery rows of the published final distance: Jaccard mixed with the original."""
+  nq, ng = blocks.num_q, blocks.num_g
+  out = np.empty((nq, ng), np.float32)
+  for start, stop, jaccard in jaccard_rows(v, nq, nq):
     q_g = blocks.q_g[start:stop]
     original = q_g * q_g / row_max[start:stop, None]
     out[start:stop] = jaccard * (1 - lambda_value) + original * lambda_value
