@@ -49,7 +49,7 @@ def test_params_shapes_and_init():
                     "mlp_2/kernel": (HIDDEN, HIDDEN), "mlp_2/bias": (HIDDEN,),
                     "mlp_4/kernel": (HIDDEN, BOTTLENECK), "mlp_4/bias": (BOTTLENECK,),
                     "last_layer/weight_v": (BOTTLENECK, OUT)}  # no weight_g: the norm is fixed
-  big = DINOHead(4096, hidden=512, bottleneck=256).init(jax.random.key(1), np.zeros((1, 64), np.float32))
+  big = DINOHead(512, hidden=256, bottleneck=256).init(jax.random.key(1), np.zeros((1, 8), np.float32))
   big = big["params"]
   kernel = np.asarray(big["mlp_2"]["kernel"])
   assert np.abs(kernel).max() <= 0.04 + 1e-7            # trunc normal std 0.02, cut at 2 std
