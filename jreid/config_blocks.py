@@ -111,6 +111,7 @@ def optim(**overrides) -> ml_collections.ConfigDict:
       cosine_delay_steps=0, min_lr=0.0,
       warmup_steps=0, warmup_factor=0.1,
       clip_grad_norm=0.0,
+      clip_per_parameter=0.0,  # > 0: each leaf's gradient norm clipped on its own (DINO: 3.0)
       groups=(),          # ((path regex, lr multiplier, wd multiplier), ...); first match wins
       freeze="",          # path regex held fixed (params and BN statistics) ...
       freeze_steps=0,     # ... for this many first steps (SBS: "backbone/.*", 1000)
@@ -139,6 +140,7 @@ OPTIM_RULES = dict(
     cosine_delay_steps=Int(0), min_lr=Float(0),
     warmup_steps=Int(0), warmup_factor=Float(0, 1),
     clip_grad_norm=Float(0),  # 0: no clipping
+    clip_per_parameter=Float(0),
     groups=Tuple(Row(Str(), Float(0), Float(0))),  # (path regex, lr multiplier, wd multiplier)
     freeze=Str(), freeze_steps=Int(0), frozen=Str(),
     milestone_epochs=Tuple(Float(0, open_low=True), ordered=True), cosine_delay_epochs=Float(0),

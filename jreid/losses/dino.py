@@ -1,4 +1,4 @@
-"""DINO self-distillation (Caron et al. 2021, `main_dino.py`): the loss, its centre, the teacher EMA, the clip.
+"""DINO self-distillation (Caron et al. 2021, `main_dino.py`): the loss, its centre, the momentum.
 
 Multi-crop layout: the student sees every crop, the global ones first, and
 the teacher only the global ones, in the same order, so student crop i and
@@ -13,15 +13,15 @@ jit over a globally sharded batch `jnp.mean` is already the global mean; a
 per-device (`shard_map`/`pmap`) step passes `axis_name` to take the mean
 across devices too.
 
-The teacher is an EMA of the student's parameters only (`ema_update`; DINO
-zips `parameters()`, not buffers: the teacher's BatchNorm statistics are its
-own, from its train-mode forwards), momentum cosine from 0.996 to 1.
+The teacher is an EMA of the student's parameters only (`jreid.core.ema.update`;
+DINO zips `parameters()`, not buffers: the teacher's BatchNorm statistics are
+its own, from its train-mode forwards), momentum cosine from 0.996 to 1. The
+per-parameter gradient clip is the optimiser's (`optim.clip_per_parameter`).
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 
 def dino_loss(student_logits: jax.Array, teacher_logits: jax.Array, center: jax.Array, *,
@@ -72,30 +72,3 @@ def teacher_momentum(step, total_steps: int, base: float = 0.996, final: float =
   """
   progress = jnp.clip(step / max(total_steps, 1), 0.0, 1.0)
   return final - (final - base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
-
-
-def ema_update(teacher, student, momentum):
-  """teacher * m + (1 - m) * student, leaf by leaf (pass the parameter trees only, not BN stats)."""
-  student = jax.lax.stop_gradient(student)
-  return jax.tree.map(lambda t, s: (t * momentum + (1.0 - momentum) * s).astype(t.dtype),
-                      teacher, student)
-
-
-CLIP_EPS = 1e-6  # DINO's utils.clip_gradients
-
-
-def clip_per_parameter(max_norm: float) -> optax.GradientTransformation:
-  """DINO's `clip_gradients`: each leaf's gradient scaled by min(1, max_norm / (||g|| + 1e-6)) on its own.
-
-  Unlike `optax.clip_by_global_norm`, one large gradient (the 65536-unit last
-  layer's) does not shrink every other parameter's. Chain it before the
-  optimiser, as DINO clips before `optimizer.step()`.
-  """
-  def update(updates, state, params=None):
-    del params
-
-    def clip(g):
-      norm = jnp.sqrt(jnp.sum(jnp.square(g.astype(jnp.float32))))
-      return (g * jnp.minimum(1.0, max_norm / (norm + CLIP_EPS))).astype(g.dtype)
-    return jax.tree.map(clip, updates), state
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

@@ -11,6 +11,7 @@ their lr / weight-decay multipliers and the timed freeze come from one
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -97,6 +98,26 @@ def _sgd(config, table, total_steps):
 OPTIMIZERS = {"adam": _adam, "adamw": _adamw, "sgd": _sgd}
 
 
+CLIP_EPS = 1e-6  # DINO's utils.clip_gradients
+
+
+def clip_per_parameter(max_norm: float) -> optax.GradientTransformation:
+  """DINO's `clip_gradients`: each leaf's gradient scaled by min(1, max_norm / (||g|| + 1e-6)) on its own.
+
+  Unlike `optax.clip_by_global_norm`, one large gradient (the 65536-unit last
+  layer's) does not shrink every other parameter's. Chain it before the
+  optimiser, as DINO clips before `optimizer.step()`.
+  """
+  def update(updates, state, params=None):
+    del params
+
+    def clip(g):
+      norm = jnp.sqrt(jnp.sum(jnp.square(g.astype(jnp.float32))))
+      return (g * jnp.minimum(1.0, max_norm / (norm + CLIP_EPS))).astype(g.dtype)
+    return jax.tree.map(clip, updates), state
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def build(config, total_steps: int, *, trainable: str = param_groups.ALL
           ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimiser of `config` (resolved to steps) over the leaves `trainable` matches."""
@@ -118,6 +139,8 @@ def build_with_table(config, total_steps: int, *, trainable: str = param_groups.
     tx = optax.chain(tx, param_groups.scale_by_group_lr(table))
   if config.clip_grad_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(config.clip_grad_norm), tx)
+  if config.get("clip_per_parameter", 0.0) > 0:
+    tx = optax.chain(clip_per_parameter(config.clip_per_parameter), tx)
   if not table.trains_everything:
     tx = param_groups.trainable_only(tx, table.trainable)
   return tx, schedule, table
