@@ -21,6 +21,7 @@ METHODS = {
     "distill": "jreid.methods.distill",
     "dasa": "jreid.methods.dasa",
     "upreid": "jreid.methods.upreid",
+    "dino": "jreid.methods.dino",
 }
 
 

@@ -17,7 +17,7 @@ import ml_collections
 
 from jreid.config_rules import Bool, Float, OneOf
 from jreid.errors import ConfigError
-from jreid.models.backbones import BACKBONES, backbone_config, backbone_rules
+from jreid.models.backbones import BACKBONES, backbone_config, backbone_rules, family_of
 from jreid.models.pooling import POOLINGS
 from jreid.models.reid import build_backbone, pooling_factory
 
@@ -52,7 +52,8 @@ def encoder_config(backbone: str = "resnet50") -> ml_collections.ConfigDict:
   meaning here (the projection head's sizes are the method's), so they are
   not keys at all.
   """
-  return ml_collections.ConfigDict(dict(backbone=backbone_config(backbone), pooling="avg",
+  return ml_collections.ConfigDict(dict(backbone=backbone_config(backbone),
+                                        pooling=family_of(backbone).pooling,  # a ViT: "identity"
                                         gem_p=3.0, gem_learnable=False))
 
 

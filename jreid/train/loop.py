@@ -128,7 +128,7 @@ def _init_weights(init_from: str, state) -> tuple[tuple, list[str], list[str], s
 
   A file is PyTorch weights (torchvision / FastReID / LUPerson MoCo names,
   `jreid.convert.load`), how real runs start from ImageNet or LUPerson(-NL)
-  ResNets; a folder is another jreid run's checkpoints. Only names and shapes
+  ResNets; a folder is another jreid run's checkpoints (a DINO run's teacher). Only names and shapes
   that fit are copied, so a classifier for other identities stays as initialised.
   """
   path = pathlib.Path(init_from).expanduser()
@@ -147,10 +147,13 @@ def _init_weights(init_from: str, state) -> tuple[tuple, list[str], list[str], s
   finally:
     other.close()
   report = LoadReport()
-  params, loaded, kept = checkpoint.merge_matching(state.params, raw["params"], prefix="params",
+  # A run with a teacher (DINO) gives its teacher: the model it evaluates and releases.
+  source_params = raw.get("teacher_params") or raw["params"]
+  source_stats = raw.get("teacher_batch_stats") if "teacher_params" in raw else raw.get("batch_stats")
+  params, loaded, kept = checkpoint.merge_matching(state.params, source_params, prefix="params",
                                                    report=report)
   stats, loaded_bs, kept_bs = checkpoint.merge_matching(
-      state.batch_stats, raw.get("batch_stats", {}), prefix="batch_stats", report=report)
+      state.batch_stats, source_stats or {}, prefix="batch_stats", report=report)
   if not loaded:
     raise CheckpointMismatchError(f"config.init_from={init_from}: no parameter of that "
                                   "checkpoint matches this model by name and shape")

@@ -29,6 +29,7 @@ PRESETS = {
     "configs/pretrain_synth.py": ("", "ibn", "smoke"),
     "configs/dasa.py": ("", "order2", "synth", "smoke"),
     "configs/vit.py": ("", "vit_base", "no_ics", "synth", "smoke"),
+    "configs/transreid_ssl.py": ("", "smoke"),
     "configs/upreid.py": ("", "moco", "cc", "icc", "no_hm", "synth", "synth_moco", "synth_cc",
                           "synth_icc", "synth_no_hm", "smoke", "smoke_moco", "smoke_cc", "smoke_icc",
                           "smoke_no_hm"),
