@@ -1,5 +1,9 @@
 """The DINO method: one step's teacher EMA and centre, the smoke run, and `init_from` of its teacher."""
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +16,9 @@ from jreid.core.checkpoint import open_existing
 from jreid.losses import dino
 from jreid.train import loop, update
 from tests.bad_inputs.conftest import cli
+
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _method(config):
@@ -67,3 +74,45 @@ def test_the_smoke_run_trains_and_a_fine_tune_starts_from_its_teacher(tmp_path, 
   assert not np.array_equal(jax.tree.leaves(raw["params"]["backbone"])[0],
                             jax.tree.leaves(teacher)[0])  # the student differs: the teacher was taken
   assert all(name.startswith(("params/backbone", "batch_stats/backbone")) for name in loaded)
+
+
+ONE_STEP_ON_TWO_MESHES = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jreid import config_blocks, methods
+from jreid.train import update
+config = config_blocks.load_config("configs/transreid_ssl.py:smoke")
+method = methods.build(config, 0, update.factory(config, config.train.steps))
+state = jax.device_get(jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3))))
+rng = np.random.default_rng(0)
+batch = {"global": rng.normal(size=(16, 2, 32, 16, 3)).astype(np.float32),
+         "local": rng.normal(size=(16, 2, 16, 8, 3)).astype(np.float32)}
+out = {}
+for devices in (1, 4):
+  mesh = Mesh(np.asarray(jax.devices()[:devices]), ("data",))
+  repl, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  step = jax.jit(method.train_step, in_shardings=(repl, shard, repl), out_shardings=(repl, repl))
+  new, measured = step(jax.device_put(state, repl), jax.device_put(batch, shard), jax.random.key(3))
+  out[devices] = jax.device_get((new, measured))
+(one, m1), (four, m4) = out[1], out[4]
+worst = max(abs(float(m1[k]) - float(m4[k])) / max(1.0, abs(float(m1[k]))) for k in m1)
+state_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(four)))
+centre = float(np.max(np.abs(one.center - four.center)))
+stats = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(one.batch_stats),
+                                                         jax.tree.leaves(four.batch_stats)))
+print(f"RESULT {worst} {state_diff} {centre} {stats} {float(np.abs(one.center).max())}")
+"""
+
+
+@pytest.mark.slow
+def test_one_step_on_one_and_four_devices_is_the_same_computation():
+  """The centre and the stem's BN statistics are over the global batch on any mesh, so 1 and 4
+  devices give the same measurements and new state (up to float32 summation order)."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", ONE_STEP_ON_TWO_MESHES], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  line = next(l for l in result.stdout.splitlines() if l.startswith("RESULT"))
+  worst, state_diff, centre, stats, centre_size = map(float, line.split()[1:])
+  assert worst <= 1e-5 and state_diff <= 1e-4 and centre <= 1e-6 and stats <= 1e-5
+  assert centre_size > 0  # the centre moved: the comparison is not of zeros
