@@ -12,12 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jreid.losses.margin import l2_normalize
+
 # torch's F.normalize floor: a zero vector stays zero instead of becoming NaN.
 _NORM_EPS = 1e-12
 
-
-def _normalise(x: jax.Array) -> jax.Array:
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _NORM_EPS)
 
 
 def cluster_centroids(features, labels) -> np.ndarray:
@@ -70,7 +69,7 @@ def memory_contrastive_loss(features: jax.Array, labels: jax.Array, memory: jax.
     memory: (C, D) unit rows.
     temperature: the release's 0.05.
   """
-  x = _normalise(features.astype(jnp.float32))
+  x = l2_normalize(features.astype(jnp.float32))
   memory = jax.lax.stop_gradient(memory.astype(jnp.float32))
   logits = jnp.matmul(x, memory.T, precision=jax.lax.Precision.HIGHEST) / temperature
   valid = labels >= 0
@@ -105,7 +104,7 @@ def hardest_update(memory: jax.Array, features: jax.Array, labels: jax.Array,
   memory = memory.astype(jnp.float32)
   num_clusters = memory.shape[0]
   batch = labels.shape[0]
-  x = jax.lax.stop_gradient(_normalise(features.astype(jnp.float32)))
+  x = jax.lax.stop_gradient(l2_normalize(features.astype(jnp.float32)))
   valid = labels >= 0
   safe = jnp.where(valid, labels, 0)
   sims = jnp.sum(x * memory[safe], axis=-1)
@@ -116,6 +115,6 @@ def hardest_update(memory: jax.Array, features: jax.Array, labels: jax.Array,
   first = jax.ops.segment_min(jnp.where(is_lowest, index, batch), segment,
                               num_segments=num_clusters + 1)
   chosen = is_lowest & (first[segment] == index)  # one sample per cluster in the batch
-  moved = _normalise(momentum * memory[safe] + (1 - momentum) * x)
+  moved = l2_normalize(momentum * memory[safe] + (1 - momentum) * x)
   target = jnp.where(chosen, labels, num_clusters)  # out of range: dropped by the scatter
   return memory.at[target].set(moved, mode="drop")

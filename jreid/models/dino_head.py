@@ -39,20 +39,14 @@ import jax
 import jax.numpy as jnp
 
 from jreid.errors import ConfigError
+from jreid.losses.margin import l2_normalize  # torch's F.normalize, finite gradient at 0
 from jreid.models.backbones.vit import gelu
 
 # The timed-freeze pattern of DINO's first epoch, wherever the head sits in the tree.
 LAST_LAYER = r"(?:.*/)?last_layer/.*"
-NORMALIZE_EPS = 1e-12  # torch.nn.functional.normalize
 _INIT = nn.initializers.truncated_normal(stddev=0.02)
 # torch.nn.Linear's default (kaiming_uniform, a=sqrt 5): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 TORCH_LINEAR_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
-
-
-def l2_normalize(x: jax.Array, eps: float = NORMALIZE_EPS) -> jax.Array:
-  """x / max(||x||_2, eps) over the last axis, as torch's F.normalize."""
-  norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
-  return x / jnp.maximum(norm, eps)
 
 
 def weight_norm(v: jax.Array, g: jax.Array | float = 1.0) -> jax.Array:
