@@ -152,6 +152,7 @@ def train(**overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
       batch_size=64,
       steps=0, epochs=0.0,    # the run's length: one of them (jreid.train.durations)
+      epoch_steps=0,          # steps an epoch lasts; 0: one pass over the training images
       log_every=50, checkpoint_every=500, keep_checkpoints=3,
       compute_dtype="float32"))  # "bfloat16": mixed precision (float32 weights and losses)
   config.update(overrides)
@@ -161,6 +162,7 @@ def train(**overrides) -> ml_collections.ConfigDict:
 TRAIN_RULES = dict(
     batch_size=Int(1),
     steps=Int(0), epochs=Float(0),  # 0 = not this form (jreid.train.durations needs one of them)
+    epoch_steps=Int(0),
     log_every=Int(1), checkpoint_every=Int(1),
     keep_checkpoints=Int(1),  # at least the latest, or a stopped run could not resume
     compute_dtype=OneOf("float32", "bfloat16"),  # jreid.core.precision.COMPUTE_DTYPES

@@ -38,6 +38,10 @@ class WeightsFileError(ReIDError, OSError):
   a tensor that cannot be a model's value (not float, NaN/inf, a negative BN variance)."""
 
 
+class ClusteringError(ReIDError, ValueError):
+  """Pseudo-labelling found nothing to train on (every image an outlier); the message names the settings."""
+
+
 class EvaluationError(ReIDError, ValueError):
   """A test set cannot be scored: no query has a valid match, or the features are not finite."""
 

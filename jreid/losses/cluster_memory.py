@@ -55,7 +55,7 @@ def cluster_centroids(features, labels) -> np.ndarray:
 
 
 def memory_contrastive_loss(features: jax.Array, labels: jax.Array, memory: jax.Array,
-                            temperature: float = 0.05) -> jax.Array:
+                            temperature: float = 0.05, num_clusters=None) -> jax.Array:
   """Mean cross-entropy of normalise(features) @ memory.T / temperature against the pseudo-labels.
 
   The memory carries no gradient (a buffer in the release, updated by
@@ -68,10 +68,15 @@ def memory_contrastive_loss(features: jax.Array, labels: jax.Array, memory: jax.
     labels: (B,) pseudo-labels in [0, C), or -1.
     memory: (C, D) unit rows.
     temperature: the release's 0.05.
+    num_clusters: None, or the rows of `memory` in use (a scalar, traced or not): a
+      memory of fixed capacity keeps its shape across epochs of different cluster
+      counts, and the unused rows take no part in the softmax.
   """
   x = l2_normalize(features.astype(jnp.float32))
   memory = jax.lax.stop_gradient(memory.astype(jnp.float32))
   logits = jnp.matmul(x, memory.T, precision=jax.lax.Precision.HIGHEST) / temperature
+  if num_clusters is not None:
+    logits = jnp.where(jnp.arange(memory.shape[0]) < num_clusters, logits, -jnp.inf)
   valid = labels >= 0
   safe = jnp.where(valid, labels, 0)
   log_probs = jax.nn.log_softmax(logits, axis=-1)

@@ -22,6 +22,7 @@ METHODS = {
     "dasa": "jreid.methods.dasa",
     "upreid": "jreid.methods.upreid",
     "dino": "jreid.methods.dino",
+    "cluster_contrast": "jreid.methods.cluster_contrast",
 }
 
 

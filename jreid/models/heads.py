@@ -41,7 +41,8 @@ class BNNeck(nn.Module):
   softmax.
 
   Params: `neck/scale` (+ `neck/bias` with `neck_bias`), `classifier/kernel`
-  (C, num_classes); batch stats `neck/{mean,var}`.
+  (C, num_classes) unless `num_classes` is 0 (no classifier, no `logits`);
+  batch stats `neck/{mean,var}`.
   """
   num_classes: int
   neck_bias: bool = False
@@ -51,8 +52,10 @@ class BNNeck(nn.Module):
   def __call__(self, feature: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     neck = batch_norm(use_bias=self.neck_bias, name="neck")(
         feature, use_running_average=not train)
-    logits = Classifier(self.num_classes, self.cosine, name="classifier")(neck)
-    return {"pre_neck": feature, "neck": neck, "logits": logits}
+    out = {"pre_neck": feature, "neck": neck}
+    if self.num_classes:  # 0: an embedding model (cluster contrast), no ID classifier
+      out["logits"] = Classifier(self.num_classes, self.cosine, name="classifier")(neck)
+    return out
 
 
 class LinearHead(nn.Module):
@@ -62,8 +65,10 @@ class LinearHead(nn.Module):
 
   @nn.compact
   def __call__(self, feature: jax.Array, *, train: bool) -> dict[str, jax.Array]:
-    logits = Classifier(self.num_classes, self.cosine, name="classifier")(feature)
-    return {"pre_neck": feature, "neck": feature, "logits": logits}
+    out = {"pre_neck": feature, "neck": feature}
+    if self.num_classes:
+      out["logits"] = Classifier(self.num_classes, self.cosine, name="classifier")(feature)
+    return out
 
 
 class ReductionHead(nn.Module):

@@ -167,7 +167,9 @@ class ReID(nn.Module):
     feature_map, intermediates = self.backbone(x, train=train if backbone_train is None
                                                else backbone_train)
     outputs = self.head(self.pooling(feature_map), train=train)
-    for_losses = {"branch_logits": (outputs["logits"],), "branch_features": (outputs["pre_neck"],)}
+    for_losses = {"branch_features": (outputs["pre_neck"],)}
+    if "logits" in outputs:
+      for_losses["branch_logits"] = (outputs["logits"],)
     return outputs[self.test_feature], {**intermediates, **outputs, **for_losses}
 
 
@@ -188,12 +190,20 @@ def from_flat_config(flat) -> ml_collections.ConfigDict:
 
 
 def build_model(model_cfg: ml_collections.ConfigDict, num_classes: int, *,
-                cosine_classifier: bool = False) -> nn.Module:
-  """Builds the model a config names; `num_classes` comes from the data, never the config."""
+                cosine_classifier: bool = False, classifier: bool = True) -> nn.Module:
+  """Builds the model a config names; `num_classes` comes from the data, never the config.
+
+  `classifier=False` builds the embedding alone (backbone, pooling, neck; no
+  `logits`): methods trained without ID labels (cluster contrast's memory).
+  """
   check_keys(model_cfg)
   if model_cfg.test_feature not in TEST_FEATURES:
     raise ConfigError(f"model.test_feature={model_cfg.test_feature!r}; choose one of {TEST_FEATURES}")
-  if num_classes < 1:
+  if not classifier:
+    if model_cfg.meta != "reid":
+      raise ConfigError(f"model.meta={model_cfg.meta!r} has no classifier-free form; use 'reid'")
+    num_classes = 0
+  elif num_classes < 1:
     raise ConfigError(f"num_classes must be positive, got {num_classes}")
   make_pooling = pooling_factory(model_cfg)
   _check_pooling(model_cfg)

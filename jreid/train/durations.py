@@ -10,6 +10,9 @@ training images at `train.batch_size`: `e` epochs are
 step `ceil(k * images / batch_size)`, so fractional epochs and epoch
 boundaries agree. (FastReID drops the last partial batch of every epoch:
 on Market-1501 at 64 its 120 epochs are 24240 iterations, these 24255.)
+`train.epoch_steps` > 0 fixes an epoch's length in steps instead, as
+cluster contrast's 200 iterations between two clusterings: an epoch is then
+`epoch_steps * batch_size` images, whatever the training set holds.
 """
 from __future__ import annotations
 
@@ -74,7 +77,8 @@ def resolve(config, images: int):
     raise ConfigError(f"data.train={config.data.train!r} has no training images")
   out = copy.deepcopy(config)
   batch = int(config.train.batch_size)
-  epochs = Epochs(images=images, batch_size=batch)
+  epoch_steps = int(config.train.get("epoch_steps", 0))
+  epochs = Epochs(images=epoch_steps * batch if epoch_steps else images, batch_size=batch)
   for section, step_key, epoch_key in PAIRS:
     block = out[section]
     if epoch_key not in block:

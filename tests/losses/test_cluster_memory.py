@@ -127,3 +127,20 @@ def test_hardest_update_matches_numpy(momentum):
   expected = _numpy_hardest_update(memory, features, labels, momentum)
   np.testing.assert_allclose(got, expected, atol=1e-6)
   np.testing.assert_array_equal(np.asarray(got)[7:], memory[7:])
+
+
+def test_unused_memory_rows_take_no_part():
+  """A memory of capacity 5 with 3 clusters in use: the loss of the first 3 rows alone,
+  and the spare rows get no gradient (they hold garbage, as after a smaller clustering)."""
+  rng = np.random.default_rng(3)
+  features = rng.normal(size=(6, 4)).astype(np.float32)
+  labels = np.array([0, 2, 1, -1, 2, 0])
+  used = _unit(rng.normal(size=(3, 4))).astype(np.float32)
+  spare = 50 * rng.normal(size=(2, 4)).astype(np.float32)
+  memory = jnp.asarray(np.concatenate([used, spare]))
+  got = memory_contrastive_loss(jnp.asarray(features), jnp.asarray(labels), memory, 0.05,
+                                num_clusters=jnp.int32(3))
+  np.testing.assert_allclose(got, _numpy_loss(features, labels, used, 0.05), rtol=1e-5)
+  grad = jax.grad(lambda f: memory_contrastive_loss(f, jnp.asarray(labels), memory, 0.05,
+                                                    num_clusters=3))(jnp.asarray(features))
+  assert np.isfinite(np.asarray(grad)).all()
