@@ -17,11 +17,16 @@ Presets (`--config=configs/cluster_contrast.py:<arg>`):
   UDA: the same from a source-supervised run, e.g. `configs/vit.py` on MSMT17:
       python -m jreid.main --config=configs/cluster_contrast.py --workdir=runs/cc_msmt2market \
           --config.data.root=/data --config.init_from=runs/vit_msmt
-* `msmt`: USL on MSMT17 (eps 0.7).
-* `synth`: the CPU analogue on SynthPerson `lreid/u0` (an unseen domain, 40 training ids) with
-  a 4-block, 192-wide ICS ViT at 128x64: start it from a DINO run on the pool
-  (`configs/transreid_ssl.py:synth`) with `--config.init_from`, or from scratch. Measured
-  in `benchmarks/transreid_ssl.py` (README, "TransReID-SSL").
+* `msmt`: USL on MSMT17 (eps 0.7):
+      python -m jreid.main --config=configs/cluster_contrast.py:msmt --workdir=runs/cc_msmt \
+          --config.data.root=/data --config.init_from=/weights/vit_small_ics_cfs_lup.pth
+* `synth`: the CPU analogue on SynthPerson `lreid/d0` (a domain the pool does not hold; its
+  labels unused) with the 4-block, 192-wide ICS ViT of `configs/transreid_ssl.py:synth` at
+  64x32: 5 epochs of 30 steps, batch 64 = 8 pseudo-ids x 8, SGD lr 0.01 (x0.1 at epoch 4).
+  Start it from that DINO run with `--config.init_from`, or from scratch; measured in
+  `benchmarks/transreid_ssl.py` (README, "TransReID-SSL"):
+      python -m jreid.main --config=configs/cluster_contrast.py:synth --workdir=runs/cc_synth \
+          --config.init_from=runs/dino_synth
 * `smoke`: seconds-long run on SynthPerson `tiny` for tests.
 """
 from jreid import config_blocks
@@ -49,12 +54,13 @@ def get_config(arg: str = ""):
     config.data.update(train="msmt17", test="msmt17")
     config.cluster.update(eps=0.7)
   elif arg == "synth":
-    config.data.update(train="synth_lreid/u0", test="synth_lreid/u0", root="~/.cache/jreid",
-                       height=128, width=64, padding=5)
-    config.model.backbone.update(embed_dim=192, depth=4, num_heads=3, stem_channels=32)
-    config.cluster.update(max_clusters=256)
+    config.data.update(train="synth_lreid/d0", test="synth_lreid/d0", root="~/.cache/jreid",
+                       height=64, width=32, padding=3)
+    config.model.backbone.update(embed_dim=192, depth=4, num_heads=3, patch_size=8, stride=8,
+                                 stem_channels=16)
+    config.cluster.update(max_clusters=512)
     config.optim.update(lr=0.01, milestone_epochs=(4.0,))
-    config.train.update(batch_size=64, epochs=6, epoch_steps=40, log_every=20, checkpoint_every=80)
+    config.train.update(batch_size=64, epochs=5, epoch_steps=30, log_every=10, checkpoint_every=150)
   elif arg == "smoke":
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
                        height=32, width=16, padding=2, num_instances=4)

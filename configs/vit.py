@@ -28,6 +28,15 @@ Presets (`--config=configs/vit.py:<arg>`):
   Measured (2-core CPU, seed 0): mAP 85.87 / rank-1 92.86 / mINP 67.40 in 11 min (the
   ResNet-18 BoT baseline: 88.88 / 94.29).
       python -m jreid.main --config=configs/vit.py:synth --workdir=runs/vit_synth
+* `synth_d0`, `synth_d0_patchify`: the fine-tuning of `benchmarks/transreid_ssl.py` on
+  SynthPerson `lreid/d0` (a domain DINO's pool does not hold): the 4-block, 192-wide ViT of
+  `configs/transreid_ssl.py:synth` (ICS stem of 16 channels, or the plain patch stem) at 64x32,
+  patch 8, 150 steps of batch 64, SGD lr 0.01 with a 20-step warmup and cosine decay; from a
+  DINO run (its teacher) or from scratch:
+      python -m jreid.main --config=configs/vit.py:synth_d0 --workdir=runs/vit_d0 \
+          --config.init_from=runs/dino_synth
+      python -m jreid.main --config=configs/vit.py:synth_d0_patchify --workdir=runs/vit_d0_plain \
+          --config.init_from=runs/dino_synth_patchify
 * `smoke`: seconds-long run on SynthPerson `tiny` for tests.
 """
 from jreid import config_blocks
@@ -65,6 +74,18 @@ def get_config(arg: str = ""):
     config.train.update(batch_size=64, steps=900, epochs=0.0, log_every=50, checkpoint_every=300)
     config.optim.update(lr=0.03, warmup_steps=100, warmup_epochs=0.0)
     config.eval.update(before_training=True)
+  elif arg in ("synth_d0", "synth_d0_patchify"):
+    # The fine-tuning budget of benchmarks/transreid_ssl.py: a held-out domain, short on purpose
+    # (what a trunk learned on the pool shows as a head start), the DINO synth network's sizes.
+    config.data.update(train="synth_lreid/d0", test="synth_lreid/d0", root="~/.cache/jreid",
+                       height=64, width=32, padding=3)
+    if arg == "synth_d0_patchify":
+      config.model.backbone = backbone_config("vit_small")
+    config.model.backbone.update(embed_dim=192, depth=4, num_heads=3, patch_size=8, stride=8,
+                                 drop_path=0.1,
+                                 **({"stem_channels": 16} if arg == "synth_d0" else {}))
+    config.train.update(batch_size=64, steps=150, epochs=0.0, log_every=25, checkpoint_every=150)
+    config.optim.update(lr=0.01, warmup_steps=20, warmup_epochs=0.0)
   elif arg == "smoke":
     config.data.update(train="synth_tiny", test="synth_tiny", root="~/.cache/jreid",
                        height=32, width=16, padding=2)
@@ -75,6 +96,6 @@ def get_config(arg: str = ""):
     config.eval.update(batch_size=32)
   elif arg:
     raise ValueError(f"unknown preset {arg!r} for configs/vit.py; use '', 'vit_base', 'no_ics', "
-                     "'synth' or 'smoke'")
+                     "'synth', 'synth_d0', 'synth_d0_patchify' or 'smoke'")
   return config
 

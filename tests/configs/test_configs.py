@@ -28,8 +28,9 @@ PRESETS = {
     "configs/pcb.py": ("", "synth", "smoke"),
     "configs/pretrain_synth.py": ("", "ibn", "smoke"),
     "configs/dasa.py": ("", "order2", "synth", "smoke"),
-    "configs/vit.py": ("", "vit_base", "no_ics", "synth", "smoke"),
-    "configs/transreid_ssl.py": ("", "smoke"),
+    "configs/vit.py": ("", "vit_base", "no_ics", "synth", "synth_d0", "synth_d0_patchify", "smoke"),
+    "configs/transreid_ssl.py": ("", "synth", "synth_patchify", "smoke"),
+    "configs/cluster_contrast.py": ("", "msmt", "synth", "smoke"),
     "configs/upreid.py": ("", "moco", "cc", "icc", "no_hm", "synth", "synth_moco", "synth_cc",
                           "synth_icc", "synth_no_hm", "smoke", "smoke_moco", "smoke_cc", "smoke_icc",
                           "smoke_no_hm"),
@@ -38,7 +39,8 @@ PRESETS = {
 # (the session's `smoke_run` fixture, checked by tests/train/test_end_to_end.py).
 TRAINED_ELSEWHERE = {"configs/distill.py": "tests/methods/test_distill_end_to_end.py",
                      "configs/dasa.py": "tests/protocols/test_lifelong.py",
-                     "configs/baseline.py": "tests/train/test_end_to_end.py"}
+                     "configs/baseline.py": "tests/train/test_end_to_end.py",
+                     "configs/cluster_contrast.py": "tests/train/test_cluster_contrast_resume.py"}
 
 
 def test_every_config_file_is_listed():
