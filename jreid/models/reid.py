@@ -167,9 +167,8 @@ class ReID(nn.Module):
     feature_map, intermediates = self.backbone(x, train=train if backbone_train is None
                                                else backbone_train)
     outputs = self.head(self.pooling(feature_map), train=train)
-    for_losses = {"branch_features": (outputs["pre_neck"],)}
-    if "logits" in outputs:
-      for_losses["branch_logits"] = (outputs["logits"],)
+    logits = {"branch_logits": (outputs["logits"],)} if "logits" in outputs else {}
+    for_losses = {**logits, "branch_features": (outputs["pre_neck"],)}
     return outputs[self.test_feature], {**intermediates, **outputs, **for_losses}
 
 
