@@ -1,7 +1,7 @@
 """Everything worth measuring on an accelerator, in one command that fits a short device lease.
 
     python -m benchmarks.device_suite                # full: ResNet-50 256x128 batch 64, Market scale
-    python -m benchmarks.device_suite --quick        # tiny sizes: ~50 s on a 2-core CPU (a test runs it)
+    python -m benchmarks.device_suite --quick        # tiny sizes: ~90 s on a 2-core CPU (a test runs it)
     bash benchmarks/device_wheels.sh                 # here: the wheels the device machine lacks
     bash benchmarks/device_run.sh                    # there: install them, run the full suite
 
@@ -25,6 +25,14 @@ later parts still run):
   with ViT-B widths, 256x128, batch 64) in float32 and bfloat16, the
   attention through `jax.nn.dot_product_attention` (cuDNN's fused kernel
   where it applies);
+* `train_dino_jreid`: one DINO step of TransReID-SSL's pre-training
+  (`configs/transreid_ssl.py`: ViT-S/16 ICS, 2 global crops 256x128 + 8 local
+  crops 128x64 per image, out_dim 65536, `jreid/methods/dino.py`) at the
+  authors' batch per GPU, 64 images: their released scripts launch 8
+  processes (`--nproc_per_node=8`) and leave main_dino.py's
+  `--batch_size_per_gpu` at its default 64 (512 in all). bfloat16 first
+  (they train in fp16 mixed precision), then float32; images/s counts source
+  images, crops/s the 10 crops of each;
 * `evaluation`: Market-1501-scale cosine distances (on the JAX device) and
   `evaluate_rank` (numpy, on the CPU);
 * `rerank`: k-reciprocal re-ranking at that scale (neighbour search on the
@@ -32,6 +40,10 @@ later parts still run):
 * `input_pipeline`: the grain pipeline (decode, resize to 256x128, flip,
   pad-crop, erase, normalise) on this machine's CPUs, per thread/worker
   setting, next to the float32 train step's consumption.
+
+The parts run in the order listed in `BUDGETS` (priority order, see there).
+A train part with two dtypes prints each dtype's row as it lands, so one
+killed at its budget still reports the rows it finished (`partial`).
 
 The JAX parts share one fresh persistent compilation cache under the
 scratch folder. No two parts run the same program (the state's init is the
@@ -55,7 +67,19 @@ import numpy as np
 
 from benchmarks.common import REPO, load_config
 
-# Each part's budget in seconds (full mode; --quick uses QUICK_BUDGET for every part).
+# Each part's budget in seconds (full mode; --quick uses QUICK_BUDGET(S)), in the order
+# the parts run: a suite cut short by TOTAL_BUDGET loses the last ones, so they go by priority,
+# jreid's own steps before the two PyTorch torch.compile baselines, the slowest parts (inductor's
+# compile) and the least about jreid. A budget is a cap, not a reservation (they sum to far more
+# than TOTAL_BUDGET). Expected H200 walls, estimated (no GPU run yet; a first call is mostly XLA
+# compile): probe ~10 s, the two ResNet-50 steps ~60 each and the warm-cache rerun ~20, torch
+# eager ~30, evaluation + rerank + input pipeline ~80, the ViT-B part ~90 (two compiles), the
+# DINO part ~120-150 (two compiles of ~50-70 s: teacher pass, student passes at two crop sizes and
+# their backward) -> ~470-500 s of the 510, so the torch.compile parts (~90 s each) take what is
+# left and may need a second call: `device_run.sh --parts=train_torch_compile_float32,...`.
+# TOTAL_BUDGET stays 510: device_run.sh's call is 540 s (install and startup in the other 30 s),
+# under the 600 s a device call may run, and with the machine's start it leaves ~4 of a session's
+# 15 device minutes for a short rerun of one part.
 BUDGETS = {
     "probe": 60,
     "train_jreid_float32": 150,
@@ -65,12 +89,18 @@ BUDGETS = {
     "evaluation": 90,
     "rerank": 120,
     "input_pipeline": 90,
+    "train_vit_jreid": 150,
+    "train_dino_jreid": 150,  # bfloat16 lands first; float32 if the cap allows (`partial` otherwise)
     "train_torch_compile_float32": 180,
     "train_torch_compile_bfloat16": 180,
-    "train_vit_jreid": 150,
 }
 QUICK_BUDGET = 60
+# --quick's exceptions: the DINO step (teacher pass, student passes at two crop sizes, their backward)
+# and its init compile cold per dtype in ~35 s on the 2-core CPU, ~55 s while other jobs share it.
+QUICK_BUDGETS = {"train_dino_jreid": 120}
 TOTAL_BUDGET = 510  # the whole full suite: 8.5 min, inside the 9-min device call of device_run.sh
+DINO_DTYPES = "bfloat16,float32"  # bfloat16 first: the authors pre-trained in fp16 mixed precision
+LUPERSON_IMAGES = 4_180_243  # the pool DINO's epoch-based schedules resolve against (luperson.py)
 PART_ARGS = {"train_jreid_float32": ("jreid", "float32"), "train_jreid_bfloat16": ("jreid", "bfloat16"),
              "train_jreid_float32_warm_cache": ("jreid", "float32"),
              "train_torch_eager": ("torch", "float32,bfloat16"),
@@ -85,12 +115,14 @@ FULL = dict(config="configs/baseline.py", model={}, height=256, width=128, batch
                           settings=((1, 0), (8, 0), (16, 0), (2, 8), (2, 15))),
             torch_compile_backend="inductor",
             vit=dict(config="configs/vit.py:no_ics", model=dict(name="vit_base", embed_dim=768,
-                                                                num_heads=12)))
+                                                                num_heads=12)),
+            dino=dict(config="configs/transreid_ssl.py", batch=64))
 QUICK = dict(config="configs/baseline.py", model=dict(name="resnet18", width=8), height=64,
              width=32, batch=16, classes=16, steps=2, eval=(200, 1000, 64, 50), rerank=(100, 500, 64),
              pipeline=dict(images=64, size=(32, 16), batches=2, settings=((1, 0), (2, 0))),
              torch_compile_backend="eager",  # dynamo's capture without inductor's 30-40 s C++ build
-             vit=dict(config="configs/vit.py:no_ics", model=dict(embed_dim=32, depth=2, num_heads=2)))
+             vit=dict(config="configs/vit.py:no_ics", model=dict(embed_dim=32, depth=2, num_heads=2)),
+             dino=dict(config="configs/transreid_ssl.py:smoke", batch=16))  # ViT width 16, 32x16 + 2 16x8
 
 
 # ---------------------------------------------------------------- the parts (child processes)
@@ -135,13 +167,23 @@ def _timing(first, median, batch, peak):
           "peak_device_bytes": peak}
 
 
+def _progress(result: dict) -> None:
+  """Print `result` as the part's latest line: `launch` keeps it if the part is killed later."""
+  print(json.dumps(result), flush=True)
+
+
 def part_train(sizes, scratch, framework, dtypes, model="bot") -> dict:
   from benchmarks import train_step
   if model == "vit":  # the same sizes, the ViT config and backbone
     sizes = {**sizes, **sizes["vit"]}
   config = _bot_config(sizes)
   images, labels = _random_batch(sizes)
+  backbone = config.model.backbone
+  width = backbone.get("width", backbone.get("embed_dim"))
   rows = {}
+  result = {"model": f"{backbone.name} width {width} {'ViT' if model == 'vit' else 'BoT'}",
+            "image": [sizes["height"], sizes["width"]], "batch": sizes["batch"],
+            "steps_timed": sizes["steps"], "dtypes": rows}
   for dtype in dtypes.split(","):
     if framework == "jreid":
       import jax
@@ -161,11 +203,53 @@ def part_train(sizes, scratch, framework, dtypes, model="bot") -> dict:
       rows[dtype] = {**_timing(first, median, sizes["batch"], peak), "torch": version,
                      "compile_backend": backend,
                      "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
-  backbone = config.model.backbone
-  width = backbone.get("width", backbone.get("embed_dim"))
-  return {"model": f"{backbone.name} width {width} {'ViT' if model == 'vit' else 'BoT'}",
-          "image": [sizes["height"], sizes["width"]], "batch": sizes["batch"],
-          "steps_timed": sizes["steps"], "dtypes": rows}
+    _progress(result)
+  return result
+
+
+def _dino_config(sizes):
+  """TransReID-SSL's DINO run at the part's batch, its epoch durations in steps over LUPerson (the
+  schedules' values do not change the step's program; the last layer's freeze being on does)."""
+  from jreid.train import durations
+  config = load_config(sizes["dino"]["config"])
+  config.train.batch_size = sizes["dino"]["batch"]
+  config, _ = durations.resolve(config, LUPERSON_IMAGES)
+  return config
+
+
+def _multicrop_batch(spec, batch: int) -> dict:
+  """Random views shaped as `jreid.data.multicrop` batches them (what DINO's train_step reads)."""
+  rng = np.random.default_rng(0)
+  (height, width), (local_height, local_width) = spec.global_size, spec.local_size
+  return {"global": rng.standard_normal((batch, spec.num_global, height, width, 3), np.float32),
+          "local": rng.standard_normal((batch, spec.num_local, local_height, local_width, 3),
+                                       np.float32)}
+
+
+def part_train_dino(sizes, scratch) -> dict:
+  import jax
+
+  from benchmarks import train_step
+  from jreid.methods.dino import crop_spec
+  config = _dino_config(sizes)
+  spec, batch = crop_spec(config), sizes["dino"]["batch"]
+  views = _multicrop_batch(spec, batch)
+  crops = spec.num_global + spec.num_local
+  backbone, head = config.model.backbone, config.dino
+  rows = {}
+  result = {"model": f"{backbone.name} width {backbone.embed_dim} depth {backbone.depth} DINO "
+                     f"out_dim {head.out_dim}",
+            "crops": {"global": [spec.num_global, *spec.global_size],
+                      "local": [spec.num_local, *spec.local_size]},
+            "batch": batch, "crops_per_image": crops, "steps_timed": sizes["steps"], "dtypes": rows}
+  for dtype in DINO_DTYPES.split(","):
+    config.train.compute_dtype = dtype
+    first, median = train_step.time_method(config, views, (*spec.global_size, 3), 0, sizes["steps"])
+    stats = jax.devices()[0].memory_stats() or {}  # the process's peak so far (float32's: both)
+    rows[dtype] = {**_timing(first, median, batch, stats.get("peak_bytes_in_use")),
+                   "crops_per_s": batch * crops / median, "device": jax.devices()[0].device_kind}
+    _progress(result)
+  return result
 
 
 def _timed(fn, *args, **kwargs):
@@ -251,14 +335,28 @@ def run_part(name: str, sizes: dict, scratch: str) -> dict:
     return part_probe(sizes, scratch)
   if name in PART_ARGS:
     return part_train(sizes, scratch, *PART_ARGS[name])
-  return {"evaluation": part_evaluation, "rerank": part_rerank,
-          "input_pipeline": part_input_pipeline}[name](sizes, scratch)
+  return {"evaluation": part_evaluation, "rerank": part_rerank, "input_pipeline": part_input_pipeline,
+          "train_dino_jreid": part_train_dino}[name](sizes, scratch)
 
 
 # ---------------------------------------------------------------- the driver (parent process)
 
+def last_json(stdout) -> dict | None:
+  """The last whole JSON line a part printed (a killed part's output is bytes, maybe cut mid-line)."""
+  if isinstance(stdout, bytes):
+    stdout = stdout.decode(errors="replace")
+  for line in reversed((stdout or "").splitlines()):
+    if line.startswith("{"):
+      try:
+        return json.loads(line)
+      except json.JSONDecodeError:
+        continue
+  return None
+
+
 def launch(name: str, args, scratch: pathlib.Path, budget: float) -> dict:
-  """One part in a child process under `budget` seconds: its result, or why there is none."""
+  """One part in a child process under `budget` seconds: its result, or why there is none (with
+  the rows it printed before it was killed, if any, under `partial`)."""
   env = {**os.environ, "JREID_COMPILE_CACHE": str(scratch / "xla"), "PYTHONUNBUFFERED": "1"}
   command = [sys.executable, "-m", "benchmarks.device_suite", f"--part={name}",
              f"--scratch={scratch / name}"] + (["--quick"] if args.quick else [])
@@ -266,14 +364,16 @@ def launch(name: str, args, scratch: pathlib.Path, budget: float) -> dict:
   try:
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=budget)
-  except subprocess.TimeoutExpired:
-    return {"status": "timed_out", "budget_s": budget, "wall_s": time.perf_counter() - start}
+  except subprocess.TimeoutExpired as killed:
+    partial = last_json(killed.stdout)
+    return {"status": "timed_out", "budget_s": budget, "wall_s": time.perf_counter() - start,
+            **({"partial": partial} if partial else {})}
   wall = time.perf_counter() - start
-  lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-  if done.returncode != 0 or not lines:
+  result = last_json(done.stdout)
+  if done.returncode != 0 or result is None:
     return {"status": "failed", "returncode": done.returncode, "budget_s": budget, "wall_s": wall,
             "stderr_tail": done.stderr[-2000:]}
-  return {"status": "ok", "budget_s": budget, "wall_s": wall, **json.loads(lines[-1])}
+  return {"status": "ok", "budget_s": budget, "wall_s": wall, **result}
 
 
 def ratios(parts: dict) -> dict:
@@ -295,17 +395,26 @@ def ratios(parts: dict) -> dict:
   return out
 
 
+def _train_rows(name: str, part: dict) -> list[str]:
+  lines = []
+  for dtype, row in part["dtypes"].items():
+    peak = row["peak_device_bytes"]
+    crops = f"  ({row['crops_per_s']:.0f} crops/s)" if "crops_per_s" in row else ""
+    lines.append(f"  {name:32s} {dtype:9s} {row['images_per_s']:9.1f} img/s  first call "
+                 f"{row['first_call_s']:6.1f} s  peak {'-' if peak is None else f'{peak / 2**30:.2f} GiB'}"
+                 f"{crops}")
+  return lines
+
+
 def table(result: dict) -> str:
   lines = [f"device suite ({'quick' if result['quick'] else 'full'}) on "
            f"{result['parts'].get('probe', {}).get('device_kind', '?')}"]
   for name, part in result["parts"].items():
     if part["status"] != "ok":
       lines.append(f"  {name:32s} {part['status']} after {part['wall_s']:.0f} s (budget {part['budget_s']:.0f} s)")
+      lines += _train_rows(name, part["partial"]) if "dtypes" in part.get("partial", {}) else []
     elif "dtypes" in part:
-      for dtype, row in part["dtypes"].items():
-        peak = row["peak_device_bytes"]
-        lines.append(f"  {name:32s} {dtype:9s} {row['images_per_s']:9.1f} img/s  first call "
-                     f"{row['first_call_s']:6.1f} s  peak {'-' if peak is None else f'{peak / 2**30:.2f} GiB'}")
+      lines += _train_rows(name, part)
     elif name == "evaluation":
       lines.append(f"  {name:32s} distance {part['distance']['warm_median_s']:.3f} s (first "
                    f"{part['distance']['first_call_s']:.2f} s), evaluate_rank {part['evaluate_rank']['median_s']:.3f} s")
@@ -329,7 +438,7 @@ def default_out(device_kind: str, quick: bool) -> pathlib.Path:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="tiny sizes, every part (CPU: < 60 s)")
+  parser.add_argument("--quick", action="store_true", help="tiny sizes, every part (2-core CPU: ~90 s)")
   parser.add_argument("--parts", default="", help=f"comma-separated subset of {list(BUDGETS)}")
   parser.add_argument("--budget", action="append", default=[],
                       help="PART=SECONDS: override one part's budget (repeatable)")
@@ -350,7 +459,8 @@ def main(argv=None):
   unknown = sorted(set(names) - set(BUDGETS))
   if unknown:
     parser.error(f"unknown parts {unknown}; known: {list(BUDGETS)}")
-  budgets = {name: float(QUICK_BUDGET if args.quick else BUDGETS[name]) for name in names}
+  budgets = {name: float(QUICK_BUDGETS.get(name, QUICK_BUDGET) if args.quick else BUDGETS[name])
+             for name in names}
   for item in args.budget:
     name, _, seconds = item.partition("=")
     if name not in budgets:

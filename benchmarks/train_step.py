@@ -54,12 +54,17 @@ def _median_step(step, state, steps):
 
 
 def time_jreid(config, images, labels, num_classes, steps):
+  return time_method(config, {"image": images, "label": labels}, images.shape[1:], num_classes, steps)
+
+
+def time_method(config, batch, image_shape, num_classes, steps):
+  """`time_jreid` for any method's batch (DINO's multi-crop dict); `image_shape` (H, W, C) inits."""
   method = methods.build(config, num_classes, update.factory(config, config.train.steps))
   mesh = sharding.data_mesh()
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  batch = sharding.global_batch({"image": images, "label": labels}, mesh)
+  batch = sharding.global_batch(batch, mesh)
   state = jax.jit(method.init, out_shardings=repl)(jax.random.key(0),
-                                                   jnp.zeros((1, *images.shape[1:])))
+                                                   jnp.zeros((1, *image_shape)))
   train_step = jax.jit(method.train_step, in_shardings=(repl, batched, repl),
                        out_shardings=(repl, repl), donate_argnums=0)
   key = jax.random.key(1)

@@ -8,7 +8,6 @@ import pytest
 
 from benchmarks import device_suite
 
-pytestmark = pytest.mark.slow
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -19,6 +18,7 @@ def suite(*args, timeout=300):
   return result
 
 
+@pytest.mark.slow
 def test_quick_suite_measures_every_part(tmp_path):
   out = tmp_path / "device.json"
   printed = suite("--quick", f"--out={out}").stdout
@@ -37,6 +37,15 @@ def test_quick_suite_measures_every_part(tmp_path):
       assert row["first_call_s"] > 0
   assert parts["train_jreid_float32"]["image"] == [device_suite.QUICK["height"], device_suite.QUICK["width"]]
   assert parts["train_vit_jreid"]["model"] == "vit_small width 32 ViT"  # the quick ViT's backbone
+  # DINO on configs/transreid_ssl.py:smoke: ICS ViT width 16, 2 global 32x16 + 2 local 16x8 crops.
+  dino = parts["train_dino_jreid"]
+  assert dino["model"] == "vit_small_ics width 16 depth 2 DINO out_dim 32"
+  assert dino["crops"] == {"global": [2, 32, 16], "local": [2, 16, 8]} and dino["crops_per_image"] == 4
+  assert list(dino["dtypes"]) == ["bfloat16", "float32"]
+  for row in dino["dtypes"].values():
+    assert row["images_per_s"] == pytest.approx(16 / row["warm_median_step_s"])
+    assert row["crops_per_s"] == pytest.approx(4 * 16 / row["warm_median_step_s"])
+    assert row["first_call_s"] > 0
   assert parts["evaluation"]["shapes"] == list(device_suite.QUICK["eval"][:3])
   assert parts["rerank"]["finite"]
   assert [(r["threads"], r["workers"]) for r in parts["input_pipeline"]["settings"]] == \
@@ -48,6 +57,7 @@ def test_quick_suite_measures_every_part(tmp_path):
   assert "device suite (quick) on cpu" in printed and f"wrote {out}" in printed
 
 
+@pytest.mark.slow
 def test_a_part_past_its_budget_is_reported_and_the_rest_still_lands(tmp_path):
   out = tmp_path / "device.json"
   printed = suite("--quick", "--parts=evaluation,rerank", "--budget=evaluation=0.5", f"--out={out}").stdout
@@ -61,3 +71,30 @@ def test_a_part_past_its_budget_is_reported_and_the_rest_still_lands(tmp_path):
 def test_default_file_name_names_the_device():
   assert device_suite.default_out("NVIDIA H200", quick=False).name == "device_nvidia_h200.json"
   assert device_suite.default_out("cpu", quick=True).name == "device_cpu_quick.json"
+
+
+ROW = {"first_call_s": 70.0, "warm_median_step_s": 0.5, "images_per_s": 128.0, "crops_per_s": 1280.0,
+       "peak_device_bytes": 3 * 2**30}
+
+
+def test_a_part_killed_after_one_dtype_keeps_that_row(monkeypatch, tmp_path):
+  """The child printed bfloat16's row, then was killed mid-way through float32's line."""
+  printed = (json.dumps({"batch": 64, "dtypes": {"bfloat16": ROW}}) + "\n" + '{"batch": 64, "dty').encode()
+
+  def killed(command, **kwargs):
+    raise subprocess.TimeoutExpired(command, kwargs["timeout"], output=printed)
+
+  monkeypatch.setattr(device_suite.subprocess, "run", killed)
+  args = device_suite.argparse.Namespace(quick=True)
+  part = device_suite.launch("train_dino_jreid", args, tmp_path, 150.0)
+  assert part["status"] == "timed_out" and part["budget_s"] == 150.0
+  assert part["partial"] == {"batch": 64, "dtypes": {"bfloat16": ROW}}
+  lines = device_suite.table({"quick": False, "parts": {"train_dino_jreid": part}, "ratios": {}})
+  assert "train_dino_jreid                 timed_out after" in lines
+  assert "bfloat16      128.0 img/s  first call   70.0 s  peak 3.00 GiB  (1280 crops/s)" in lines
+
+
+def test_last_json_skips_a_cut_line_and_reads_bytes_or_text():
+  assert device_suite.last_json(b'noise\n{"a": 1}\n{"a": 2') == {"a": 1}
+  assert device_suite.last_json('{"a": 1}\nwarning\n{"a": 2}\n') == {"a": 2}
+  assert device_suite.last_json(None) is None and device_suite.last_json(b"no json here") is None
