@@ -9,8 +9,9 @@ Presets (`--config=configs/transreid_ssl.py:<arg>`):
 
 * default: LUPerson under `--config.data.root`, ViT-S/16 ICS at 256x128, 2 global crops
   (scale 0.4-1) + 8 local crops 128x64 (0.05-0.4), out_dim 65536, teacher temperature 0.04,
-  student 0.1, centre momentum 0.9, teacher momentum 0.996 -> 1 (cosine), AdamW lr
-  5e-4 x batch / 256 with 10 warmup epochs and cosine to 1e-6, weight decay 0.04 -> 0.4
+  student 0.1, centre momentum 0.9, teacher momentum 0.996 -> 1 (cosine), batch 512 (the
+  released scripts: 8 GPUs x 64, main_dino.py's default), AdamW lr 5e-4 x batch / 256 = 1e-3
+  with 10 warmup epochs and cosine to 1e-6, weight decay 0.04 -> 0.4
   (none on biases and norms), per-parameter gradient clip 3.0, the head's last layer
   frozen for the first epoch, drop path 0.1, 100 epochs, ImageNet mean/std (METHODS.md).
   Not run here (months of CPU time; the authors used 8 GPUs):
@@ -41,7 +42,7 @@ def get_config(arg: str = ""):
   config.model = encoder_config("vit_small_ics")
   config.model.backbone.update(drop_path=0.1)
   config.dino = dino_config()
-  batch = 256
+  batch = 512  # the released scripts: 8 GPUs x main_dino.py's default 64 per GPU
   config.optim = config_blocks.optim(
       name="adamw", lr=5e-4 * batch / 256, weight_decay=0.04, weight_decay_end=0.4,
       schedule="cosine", min_lr=1e-6, warmup_epochs=10.0, warmup_factor=0.0,
