@@ -112,15 +112,16 @@ class PatchEmbed(nn.Module):
   stride stride // 2 on its 64-channel map, so 16 still means 16x16 pixels.
   """
 
-  def __init__(self, img_size, patch_size, stride, in_chans, embed_dim, stem_conv):
+  def __init__(self, img_size, patch_size, stride, in_chans, embed_dim, stem_conv, stem_channels=64):
     super().__init__()
     height, width = _pair(img_size)
     if stem_conv:
+      c = stem_channels  # 64 in the paper; smaller for tiny test models
       self.conv = nn.Sequential(
-          nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False), IBNa(64), nn.ReLU(inplace=True),
-          nn.Conv2d(64, 64, 3, 1, 1, bias=False), IBNa(64), nn.ReLU(inplace=True),
-          nn.Conv2d(64, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True))
-      in_chans, patch_size, stride = 64, patch_size // 2, stride // 2
+          nn.Conv2d(in_chans, c, 7, 2, 3, bias=False), IBNa(c), nn.ReLU(inplace=True),
+          nn.Conv2d(c, c, 3, 1, 1, bias=False), IBNa(c), nn.ReLU(inplace=True),
+          nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+      in_chans, patch_size, stride = c, patch_size // 2, stride // 2
       height, width = _grid(height + 6, 7, 2), _grid(width + 6, 7, 2)
     else:
       self.conv = None
@@ -139,10 +140,11 @@ class VisionTransformer(nn.Module):
 
   def __init__(self, img_size=(224, 224), patch_size=16, stride=16, in_chans=3, embed_dim=384, depth=12,
                num_heads=6, mlp_ratio=4.0, qkv_bias=True, drop_rate=0.0, attn_drop_rate=0.0,
-               drop_path_rate=0.0, stem_conv=False):
+               drop_path_rate=0.0, stem_conv=False, stem_channels=64):
     super().__init__()
     self.embed_dim = self.num_features = embed_dim
-    self.patch_embed = PatchEmbed(img_size, patch_size, stride, in_chans, embed_dim, stem_conv)
+    self.patch_embed = PatchEmbed(img_size, patch_size, stride, in_chans, embed_dim, stem_conv,
+                                  stem_channels)
     self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
     self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, embed_dim))
     self.pos_drop = nn.Dropout(drop_rate)

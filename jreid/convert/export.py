@@ -6,7 +6,14 @@ The names and layouts are the model family's weight map's
 ("timm", or TransReID-SSL's "transreid" with its head); for the CLIP tower
 OpenAI's ("openai"). BN running statistics are included, kernels are in torch's
 layouts. Only the model's `params` and `batch_stats` are written; optimiser
-state stays behind.
+state stays behind. A run with an EMA teacher (DINO) exports its teacher, the
+model it evaluates and releases (as `config.init_from` of such a run takes it).
+
+The "dino" layout writes a DINO run whole, as main_dino.py saves its
+`checkpoint.pth` (`dino_checkpoint`): `{"teacher": ..., "student": ...,
+"dino_loss": {"center"}}`, nested dicts of tensors. Only `.pth` can hold that
+nesting; a `.safetensors` name is refused rather than flattened into names no
+DINO code reads (write the teacher's backbone with "timm" for that).
 """
 from __future__ import annotations
 
@@ -21,9 +28,11 @@ import numpy as np
 
 from jreid.core import paths
 from jreid.convert import maps, torch_names
+from jreid.convert.torch_names import PARAMS, STATS
 from jreid.errors import CheckpointMismatchError, OutputPathError, WeightsFileError
 
 TORCH_SUFFIXES = (".pth", ".pt")
+DINO = "dino"  # a DINO run's checkpoint (teacher + student); one model's variables cannot fill it
 
 
 @dataclasses.dataclass
@@ -35,8 +44,26 @@ class ExportResult:
   layout: str
 
 
-def checkpoint_variables(checkpoint: str | pathlib.Path, step: int | None = None) -> tuple[dict, str]:
-  """`{"params", "batch_stats"}` of a jreid run and where they came from.
+@dataclasses.dataclass
+class RunVariables:
+  """The models a run's checkpoint holds, each `{"params", "batch_stats"}`.
+
+  `model` is what the run trains (DINO: the student); `teacher` its EMA
+  teacher where it has one (DINO), and `center` DINO's logit centre (out_dim,).
+  """
+  model: dict
+  teacher: dict | None = None
+  center: np.ndarray | None = None
+
+  @property
+  def released(self) -> dict:
+    """What a one-model export writes: the teacher where there is one (what DINO evaluates and
+    releases), else the model."""
+    return self.model if self.teacher is None else self.teacher
+
+
+def checkpoint_run(checkpoint: str | pathlib.Path, step: int | None = None) -> tuple[RunVariables, str]:
+  """The models of a jreid run and where they came from.
 
   `checkpoint` is a workdir or its checkpoints/ folder (the latest step, or
   `step`), or one step folder; the step's digest is verified before reading.
@@ -47,8 +74,20 @@ def checkpoint_variables(checkpoint: str | pathlib.Path, step: int | None = None
     raw = checkpointer.restore_raw(step)
   finally:
     checkpointer.close()
-  variables = {c: raw.get(c) or {} for c in torch_names.COLLECTIONS}
-  return variables, str(checkpointer.directory / str(step))
+  model = {c: raw.get(c) or {} for c in torch_names.COLLECTIONS}
+  teacher = None
+  if "teacher_params" in raw:  # DINO's state (jreid.methods.dino.DINOState)
+    teacher = {PARAMS: raw["teacher_params"] or {}, STATS: raw.get("teacher_batch_stats") or {}}
+  center = raw.get("center")
+  return (RunVariables(model, teacher, None if center is None else np.asarray(center)),
+          str(checkpointer.directory / str(step)))
+
+
+def checkpoint_variables(checkpoint: str | pathlib.Path, step: int | None = None) -> tuple[dict, str]:
+  """`{"params", "batch_stats"}` of the model a jreid run releases (`RunVariables.released`: a
+  DINO run's teacher) and where they came from; `checkpoint` as `checkpoint_run`'s."""
+  run, source = checkpoint_run(checkpoint, step)
+  return run.released, source
 
 
 _FULL_BYTES = 1 << 20  # less free space than this after a failed write: the disk is full
@@ -77,6 +116,17 @@ def _write(out: pathlib.Path, state: Mapping[str, np.ndarray], write_to) -> None
                             "that name is intact") from None
 
 
+def _torch_tensors(state: Mapping[str, np.ndarray], out: pathlib.Path) -> dict:
+  try:
+    import torch
+  except ImportError:
+    raise WeightsFileError(f"writing {out} needs PyTorch: pip install 'jreid[torch]' "
+                           "(or write .safetensors, which does not)") from None
+  # from_numpy shares memory and warns on the read-only arrays orbax restores; copy those.
+  return {name: torch.from_numpy(np.require(value, requirements=["C", "W"]))
+          for name, value in state.items()}
+
+
 def write_state_dict(state: Mapping[str, np.ndarray], out: str | pathlib.Path) -> pathlib.Path:
   """Writes torch-layout numpy arrays by name; the format follows the suffix of `out`."""
   out = pathlib.Path(out).expanduser()
@@ -85,18 +135,33 @@ def write_state_dict(state: Mapping[str, np.ndarray], out: str | pathlib.Path) -
     from safetensors.numpy import save_file
     _write(out, state, lambda s, path: save_file(s, path))
   elif out.suffix in TORCH_SUFFIXES:
-    try:
-      import torch
-    except ImportError:
-      raise WeightsFileError(f"writing {out} needs PyTorch: pip install 'jreid[torch]' "
-                             "(or write .safetensors, which does not)") from None
-    # from_numpy shares memory and warns on the read-only arrays orbax restores; copy those.
-    tensors = {name: torch.from_numpy(np.require(value, requirements=["C", "W"]))
-               for name, value in state.items()}
-    _write(out, tensors, lambda s, path: torch.save(s, path))
+    import torch  # _torch_tensors said how to install it
+    _write(out, _torch_tensors(state, out), lambda s, path: torch.save(s, path))
   else:
     raise WeightsFileError(f"cannot tell the format of {out}: use a name ending in "
                            f"{' or '.join(TORCH_SUFFIXES)} (PyTorch) or .safetensors")
+  return out
+
+
+def check_nested_format(out: str | pathlib.Path, layout: str) -> None:
+  """A nested checkpoint (`layout` "dino") is a torch pickle: `.pth`/`.pt` only."""
+  out = pathlib.Path(out)
+  if out.suffix not in TORCH_SUFFIXES:
+    flat = (" (or write the teacher's backbone alone as .safetensors with --layout timm)"
+            if out.suffix == ".safetensors" else "")
+    raise WeightsFileError(
+        f"layout {layout!r} writes DINO's checkpoint.pth, a dict of state dicts ({{'teacher', "
+        f"'student', 'dino_loss'}}), which only PyTorch's format holds: name the output "
+        f"{out.with_suffix('.pth').name}{flat}")
+
+
+def write_checkpoint(content: Mapping[str, Mapping[str, np.ndarray]], out: str | pathlib.Path) -> pathlib.Path:
+  """Writes `{part: {name: array}}` as one torch file of nested state dicts (DINO's checkpoint)."""
+  out = pathlib.Path(out).expanduser()
+  check_nested_format(out, DINO)
+  tensors = {part: _torch_tensors(state, out) for part, state in content.items()}
+  import torch
+  _write(out, tensors, lambda s, path: torch.save(s, path))
   return out
 
 
@@ -105,15 +170,29 @@ def layouts() -> list[str]:
   return sorted({layout for weight_map in maps.WEIGHT_MAPS.values() for layout in weight_map.layouts})
 
 
+def _fitting(weight_map: maps.WeightMap, run: RunVariables | None) -> list[str]:
+  """The map's layouts that fit: "dino" only for a run with a teacher."""
+  return [layout for layout in weight_map.layouts
+          if layout != DINO or (run is not None and run.teacher is not None)]
+
+
+def _check_layout(layout: str, weight_map: maps.WeightMap, source: str, run: RunVariables | None) -> None:
+  fitting = _fitting(weight_map, run)
+  if layout in fitting:
+    return
+  why = ("layout 'dino' writes a DINO run's teacher and student together, so it needs a "
+         "run with a teacher (method 'dino'); this is one model" if layout == DINO and
+         layout in weight_map.layouts else f"layout {layout!r} does not fit this model")
+  raise CheckpointMismatchError(f"{source}: {why}; its layouts are {fitting}")
+
+
 def export_variables(variables: Mapping, out: str | pathlib.Path, *, layout: str | None = None,
                      source: str = "variables") -> ExportResult:
   """Writes a model's variables to `out` in `layout` (default: its map's first); fails if none of
   them has a torch name."""
   weight_map = maps.resolve(torch_names.flatten(variables))
   layout = layout or weight_map.layouts[0]
-  if layout not in weight_map.layouts:
-    raise CheckpointMismatchError(f"{source}: layout {layout!r} does not fit this model; its "
-                                  f"layouts are {list(weight_map.layouts)}")
+  _check_layout(layout, weight_map, source, None)
   state, skipped = weight_map.to_state_dict(variables, layout)
   if not state:
     raise CheckpointMismatchError(f"{source}: no variable has a PyTorch name in the {layout!r} "
@@ -121,9 +200,60 @@ def export_variables(variables: Mapping, out: str | pathlib.Path, *, layout: str
   return ExportResult(write_state_dict(state, out), source, sorted(state), skipped, layout)
 
 
+def _dino_network(weight_map: maps.WeightMap, variables: Mapping, prefix: str, label: str,
+                  source: str) -> tuple[dict, list[str]]:
+  """One network's MultiCropWrapper state dict under `prefix`, and its variables left out, each
+  `label` + its path (`teacher_` + `params/...`: the checkpoint's own names)."""
+  state, skipped = weight_map.to_state_dict(variables, DINO)
+  if not any(name.startswith("head.") for name in state):
+    raise CheckpointMismatchError(
+        f"{source}: layout 'dino' needs DINO's projection head (projector/mlp_*, "
+        f"projector/last_layer: jreid.models.dino_head) in {label}params; it has none")
+  return {prefix + name: value for name, value in state.items()}, [label + path for path in skipped]
+
+
+def dino_checkpoint(run: RunVariables, source: str = "the run") -> tuple[dict, list[str]]:
+  """A DINO run as main_dino.py's `checkpoint.pth` holds it, and the variables left out.
+
+  `teacher` and `student` are its `MultiCropWrapper`s' state dicts
+  (`backbone.<timm names>`, `head.mlp.*`, `head.last_layer.weight_{g,v}`).
+  main_dino.py saves `student.state_dict()` of the DDP-wrapped student
+  (`module.`), and `teacher.state_dict()` of a teacher it wraps in DDP only
+  when the network has BatchNorm (SyncBN needs DDP; the ICS stem has BN):
+  the teacher's names carry `module.` exactly then. Its
+  `restart_from_checkpoint` loads them with `strict=False`, so another prefix
+  would load nothing, silently. `dino_loss` holds DINOLoss's `center` buffer
+  (1, out_dim). Skipped variables are named as in the checkpoint
+  (`params/...` the student's, `teacher_params/...` the teacher's).
+  """
+  weight_map = maps.resolve(torch_names.flatten(run.released))
+  _check_layout(DINO, weight_map, source, run)
+  has_bn = any(collection == STATS for collection, _ in torch_names.flatten(run.teacher))
+  teacher, teacher_skipped = _dino_network(weight_map, run.teacher, "module." if has_bn else "",
+                                           "teacher_", source)
+  student, student_skipped = _dino_network(weight_map, run.model, "module.", "", source)
+  content = {"teacher": teacher, "student": student}
+  if run.center is not None:
+    content["dino_loss"] = {"center": np.asarray(run.center, np.float32).reshape(1, -1)}
+  return content, student_skipped + teacher_skipped
+
+
+def export_dino(run: RunVariables, out: str | pathlib.Path, *, source: str = "the run") -> ExportResult:
+  """Writes `dino_checkpoint(run)` to `out` (.pth); `names` are `part/name` (`teacher/backbone.norm.weight`)."""
+  check_nested_format(out, DINO)
+  content, skipped = dino_checkpoint(run, source)
+  names = sorted(f"{part}/{name}" for part, state in content.items() for name in state)
+  return ExportResult(write_checkpoint(content, out), source, names, skipped, DINO)
+
+
 def export_checkpoint(checkpoint: str | pathlib.Path, out: str | pathlib.Path, *,
                       layout: str | None = None, step: int | None = None) -> ExportResult:
-  """`checkpoint_variables` + `export_variables`; a bad `out` fails before the checkpoint is read."""
+  """`checkpoint_run`, then `export_dino` for layout "dino", else `export_variables` of the model the
+  run releases (a DINO run's teacher); a bad `out` fails before the checkpoint is read."""
   paths.check_output_file(out, "the export file")
-  variables, source = checkpoint_variables(checkpoint, step)
-  return export_variables(variables, out, layout=layout, source=source)
+  if layout == DINO:
+    check_nested_format(out, DINO)
+  run, source = checkpoint_run(checkpoint, step)
+  if layout == DINO:
+    return export_dino(run, out, source=source)
+  return export_variables(run.released, out, layout=layout, source=source)

@@ -76,7 +76,7 @@ VIT = WeightMap(jreid_keys=vit_names.jreid_keys(vit_names.timm_name), torch_name
                 claims=vit_names.claims_vit, ignored=vit_names.ignored_timm,
                 from_torch=vit_names.from_torch, to_torch=vit_names.to_torch,
                 resize=vit_names.resizer("bicubic"), canonicalize=vit_names.canonical_timm,
-                to_state_dict=vit_names.timm_to_state_dict, layouts=("timm", "transreid"),
+                to_state_dict=vit_names.timm_to_state_dict, layouts=("timm", "transreid", "dino"),
                 must_fit=vit_names.in_backbone)
 CLIP = WeightMap(jreid_keys=vit_names.jreid_keys(vit_names.clip_name), torch_name=vit_names.clip_name,
                  claims=vit_names.claims_clip, ignored=vit_names.ignored_clip,

@@ -17,6 +17,8 @@ Two `jreid.convert.maps.WeightMap`s over the one `VisionTransformer` tree
   backbone/norm                        norm                          visual.ln_post
   backbone/proj (D, 512)               -                             visual.proj (D, 512), same layout
   head/neck, head/classifier           bottleneck.*, classifier.weight (TransReID / CLIP-ReID heads)
+  projector/mlp_{0,2,4} (DINO head)    head.mlp.{0,2,4}              -
+  projector/last_layer/weight_v (K, O) head.last_layer.weight_v (O, K), weight_g (O, 1) (ones when fixed)
 
 A file's position embedding (CLS row + grid rows) is split on reading into
 the pseudo-names `pos_embed.cls` / `pos_embed.grid` (CLIP: `positional_
@@ -33,10 +35,18 @@ OpenAI's first (`jreid.convert.clip_names`); CLIP-ReID/DCAC checkpoints name the
 tower `image_encoder.` and a saved bare tower has no prefix: both read as
 `visual.`.
 
+DINO's projection head (`jreid.models.dino_head`, a DINO run's `projector/`)
+has the names of DINO's `DINOHead` inside its `MultiCropWrapper` (`head.`; the
+loader keeps that prefix, so a DINO checkpoint fills a jreid DINO model's head
+and is ignored by a ReID model, which has none).
+
 Export layouts: "timm" (the bare backbone, as DINO's and TransReID-SSL's
 `VisionTransformer` hold it), "transreid" (`base.` + `bottleneck` + `classifier`,
-TransReID-SSL's ReID model) and "openai" (the tower's `visual.*` names, as in
-OpenAI's CLIP state dict).
+TransReID-SSL's ReID model), "dino" (one DINO network as main_dino.py's
+`MultiCropWrapper` holds it: `backbone.` + the head's `head.*`, with the fixed
+weight norm `head.last_layer.weight_g` written as ones; `jreid.convert.export`
+puts a run's teacher and student together as DINO's checkpoint) and "openai"
+(the tower's `visual.*` names, as in OpenAI's CLIP state dict).
 """
 from __future__ import annotations
 
@@ -59,6 +69,8 @@ _CLIP_BLOCK = {("norm1",): "ln_1", ("attn", "proj"): "attn.out_proj", ("norm2",)
                ("mlp", "fc1"): "mlp.c_fc", ("mlp", "fc2"): "mlp.c_proj"}
 _CLIP_TOP = {"norm_pre": "ln_pre", "norm": "ln_post"}
 _HEAD = {("neck",): "bottleneck", ("classifier",): "classifier"}
+_DINO_MLP = re.compile(r"mlp(?:_(\d+))?$")  # `mlp` (one layer) or `mlp_{i}` (Sequential index i)
+_DINO_LAST = ("weight_v", "weight_g")  # torch weight_norm's direction and norm
 
 
 def _leaf(collection: str, leaf: str) -> str | None:
@@ -123,21 +135,36 @@ def _head(collection: str, path: tuple[str, ...]) -> str | None:
   return f"{module}.{leaf}"
 
 
-def _namer(backbone_name):
+def _dino_head(collection: str, path: tuple[str, ...]) -> str | None:
+  """`projector/mlp_{i}/{kernel,bias}` -> `head.mlp.{i}.*`, `projector/last_layer/weight_{v,g}` ->
+  `head.last_layer.weight_{v,g}` (DINO's `DINOHead`); None for another projector (MoCo's)."""
+  if collection != PARAMS or len(path) != 3:
+    return None
+  module, leaf = path[1], path[2]
+  if module == "last_layer":
+    return f"head.last_layer.{leaf}" if leaf in _DINO_LAST else None
+  mlp = _DINO_MLP.match(module)
+  name = _leaf(collection, leaf)
+  if mlp is None or name is None:
+    return None
+  return ".".join(("head", "mlp") + ((mlp[1],) if mlp[1] is not None else ()) + (name,))
+
+
+def _namer(backbone_name, heads):
   def torch_name(key: Key) -> str | None:
     collection, path = key
     if len(path) < 2:
       return None
     if path[0] == "backbone":
       return backbone_name(collection, path[1:])
-    if path[0] == "head":
-      return _head(collection, path)
+    if path[0] in heads:
+      return heads[path[0]](collection, path)
     return None
   return torch_name
 
 
-timm_name = _namer(_timm_backbone)
-clip_name = _namer(_clip_backbone)
+timm_name = _namer(_timm_backbone, {"head": _head, "projector": _dino_head})
+clip_name = _namer(_clip_backbone, {"head": _head})
 
 
 def jreid_keys(torch_name):
@@ -195,14 +222,19 @@ def from_torch(path: tuple[str, ...], value) -> np.ndarray:
   value = np.asarray(value)
   if path[-1] == "cls_token":
     return value.reshape(-1)
+  if path[-1] in _DINO_LAST:
+    return np.ascontiguousarray(value.T)
   return torch_names.from_torch_layout(path, value)
 
 
 def to_torch(path: tuple[str, ...], value) -> np.ndarray:
-  """timm's layout: the CLS token with batch and token axes (1, 1, D)."""
+  """timm's layout: the CLS token with batch and token axes (1, 1, D); DINO's weight-normalised
+  last layer as torch's (out, in) Linear: `weight_v` (K, O) -> (O, K), `weight_g` (1, O) -> (O, 1)."""
   value = np.asarray(value)
   if path[-1] == "cls_token":
     return value.reshape(1, 1, -1)
+  if path[-1] in _DINO_LAST:
+    return np.ascontiguousarray(value.T)
   return torch_names.to_torch_layout(path, value)
 
 
@@ -230,28 +262,40 @@ def canonical_clip(state: dict[str, np.ndarray], source: str) -> dict[str, np.nd
   return split_positions(state, "visual.positional_embedding")
 
 
+def _fixed(state: dict[str, np.ndarray], head_prefix: str) -> dict[str, np.ndarray]:
+  """The constants torch holds and jreid has no parameter for: TransReID's frozen zero neck bias
+  and a DINO head's fixed weight norm g (ones, one per output unit)."""
+  neck = f"{head_prefix}bottleneck.weight"
+  if neck in state and f"{head_prefix}bottleneck.bias" not in state:
+    state[f"{head_prefix}bottleneck.bias"] = np.zeros_like(state[neck])
+  last = f"{head_prefix}head.last_layer.weight_"
+  if last + "v" in state and last + "g" not in state:
+    state[last + "g"] = np.ones((state[last + "v"].shape[0], 1), state[last + "v"].dtype)
+  return state
+
+
 def _export(torch_name, layout_of, position_name: str, batch_axis: bool,
-            prefixes: Mapping[str, tuple[str, str]]):
+            prefixes: Mapping[str, tuple[str, Mapping[str, str]]]):
   """A map's `to_state_dict(variables, layout)`: its names per layout, heads included or not.
 
-  `prefixes[layout]` is (backbone prefix, head prefix or None to leave the head out).
+  `prefixes[layout]` is (backbone prefix, {head root: its prefix}); the heads
+  whose root (`head`, `projector`) is not named there are left out.
   """
   def to_state_dict(variables: Mapping, layout: str) -> tuple[dict[str, np.ndarray], list[str]]:
     if layout not in prefixes:
       raise CheckpointMismatchError(f"layout {layout!r} is not one of this model's: {sorted(prefixes)}")
-    backbone_prefix, head_prefix = prefixes[layout]
+    backbone_prefix, heads = prefixes[layout]
     state, skipped = {}, []
     for key, value in torch_names.flatten(variables).items():
-      name = torch_name(key)
-      if name is None or (key[1][0] == "head" and head_prefix is None):
+      name, root = torch_name(key), key[1][0]
+      if name is None or (root != "backbone" and root not in heads):
         skipped.append("/".join((key[0],) + key[1]))
         continue
-      prefix = head_prefix if key[1][0] == "head" else backbone_prefix
+      prefix = backbone_prefix if root == "backbone" else heads[root]
       state[prefix + name] = layout_of(key[1], value)
     state = join_positions(state, backbone_prefix + position_name, batch_axis)
-    neck = f"{head_prefix}bottleneck.weight" if head_prefix is not None else None
-    if neck in state and neck.replace("weight", "bias") not in state:
-      state[neck.replace("weight", "bias")] = np.zeros_like(state[neck])  # the frozen zero bias
+    for head_prefix in set(heads.values()):
+      state = _fixed(state, head_prefix)
     return state, skipped
   return to_state_dict
 
@@ -270,8 +314,9 @@ def claims_clip(flat: Mapping[Key, object]) -> bool:
 
 
 def ignored_timm(name: str, value: np.ndarray) -> bool:
-  """BN counters, DINO's projection head (`head.mlp`, `head.last_layer`), timm's classifier, and
-  the zero neck bias TransReID freezes (jreid's neck has no bias to hold it)."""
+  """BN counters, DINO's projection head where the model has none (a ReID ViT; in a DINO model
+  only `head.last_layer.weight_g`, the norm jreid fixes at 1), timm's classifier, and the zero
+  neck bias TransReID freezes (jreid's neck has no bias to hold it)."""
   return (name.endswith("num_batches_tracked") or name.startswith(("head.", "fc_norm."))
           or _zero_neck_bias(name, value))
 
@@ -292,6 +337,9 @@ def ignored_clip(name: str, value: np.ndarray) -> bool:
           or _zero_neck_bias(name, value))
 
 
+# DINO's MultiCropWrapper: `backbone.` + the head's own `head.*` names.
 timm_to_state_dict = _export(timm_name, to_torch, "pos_embed", True,
-                             {"timm": ("", None), "transreid": ("base.", "")})
-clip_to_state_dict = _export(clip_name, to_torch_clip, "visual.positional_embedding", False, {"openai": ("", None)})
+                             {"timm": ("", {}), "transreid": ("base.", {"head": ""}),
+                              "dino": ("backbone.", {"projector": ""})})
+clip_to_state_dict = _export(clip_name, to_torch_clip, "visual.positional_embedding", False,
+                             {"openai": ("", {})})

@@ -13,6 +13,22 @@ The layout follows the model (the first is the default):
   `strict=True`; "transreid" adds the head as TransReID-SSL's ReID model
   (`base.*`, `bottleneck.*`, `classifier.weight`).
 * the CLIP tower: "openai" writes OpenAI's `visual.*` names.
+
+A DINO run (method "dino", configs/transreid_ssl.py) exports its teacher, the
+model DINO evaluates and releases: "timm" gives the teacher's backbone (what
+fine-tuning starts from). "dino" writes the whole run as main_dino.py saves its
+checkpoint.pth: its restart_from_checkpoint loads the networks and the centre
+from it (no optimiser state or epoch is written: those start afresh), and
+TransReID-SSL's convert_model_dino.py takes the teacher's backbone from it:
+
+    python -m jreid.tools.export --checkpoint runs/dino --out checkpoint.pth --layout dino
+
+`{"teacher": ..., "student": ..., "dino_loss": {"center": (1, out_dim)}}`, each
+network as DINO's MultiCropWrapper: `backbone.<timm names>`, `head.mlp.{0,2,4}.*`,
+`head.last_layer.weight_g` (ones, the fixed norm) and `.weight_v`. The student
+carries DDP's `module.`, and so does the teacher when the network has BatchNorm
+(the ICS stem): main_dino.py then wraps the teacher in DDP for SyncBN. Only .pth
+holds this nesting: a .safetensors name is refused.
 """
 from __future__ import annotations
 
