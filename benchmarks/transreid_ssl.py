@@ -18,7 +18,10 @@ Fine-tuning on `synth_lreid/d0`, a domain the pool does not hold:
   DINO teacher's backbone) or from scratch (`random_ics`, `random_patchify`); the rows the
   claims compare run with seeds 0, 1, 2 (the same pre-trained trunk);
 * unsupervised (`configs/cluster_contrast.py:synth`: 5 epochs of 30 steps, d0's labels unused)
-  from `dino_ics` (`cc_dino`) or from scratch (`cc_random`); mAP against d0's labelled test set.
+  from `dino_ics` (`cc_dino`) or from scratch (`cc_random`), and UDA (`cc_uda`) from a source
+  model (`dino_ics` fine-tuned with labels on `synth_lreid/d1`, the `configs/vit.py:synth_d0`
+  run with `--config.data.train=synth_lreid/d1`; its d0 mAP is the direct transfer); mAP
+  against d0's labelled test set.
 
 The JSON holds per row the commands, wall times, d0 mAP / rank-1 / mINP (and, for pre-trained
 rows, the DINO teacher's own d0 mAP before any fine-tuning), and the claims' differences. A run
@@ -45,7 +48,10 @@ FINETUNE = {"random_ics": ("configs/vit.py:synth_d0", None),
             "dino_patchify": ("configs/vit.py:synth_d0_patchify", "dino_patchify"),
             "dino_cfs50": ("configs/vit.py:synth_d0", "dino_cfs50"),
             "dino_random50": ("configs/vit.py:synth_d0", "dino_random50")}
-CLUSTER = {"cc_dino": "dino_ics", "cc_random": None}
+CLUSTER = {"cc_dino": "dino_ics", "cc_random": None, "cc_uda": "source_d1"}
+# UDA's source model: the DINO trunk fine-tuned with labels on another domain (d1), whose own
+# d0 mAP is the direct transfer that cluster contrast on d0 should improve.
+SOURCE = ["--config=configs/vit.py:synth_d0", "--config.data.train=synth_lreid/d1"]
 ROWS = (*FINETUNE, *CLUSTER)
 SEEDED_ROWS, SEEDS = ("random_ics", "dino_ics", "dino_cfs50", "dino_random50"), (0, 1, 2)
 FRACTION = 0.5
@@ -102,7 +108,14 @@ def row(name: str, root: pathlib.Path, done: dict) -> dict:
   out = {}
   source = FINETUNE[name][1] if name in FINETUNE else CLUSTER[name]
   init = []
-  if source:
+  if source == "source_d1":
+    if "dino_ics" not in done:
+      done["dino_ics"] = pretrain(root, "dino_ics")
+    out["pretrain"] = done["dino_ics"]
+    out["source"] = _tolerant(root, "finetune_source_d1",
+                              [*SOURCE, f"--config.init_from={root / 'pretrain_dino_ics'}"])
+    init = [f"--config.init_from={root / 'finetune_source_d1'}"]
+  elif source:
     if source not in done:
       done[source] = pretrain(root, source)
     out["pretrain"] = done[source]
@@ -135,6 +148,8 @@ def checks(rows: dict) -> dict:
            "cfs50_minus_full_pool": ("dino_cfs50", "dino_ics"),
            "cfs50_minus_random50": ("dino_cfs50", "dino_random50"),
            "cc_dino_minus_cc_random": ("cc_dino", "cc_random")}
+  if "cc_uda" in rows and "mAP" in rows["cc_uda"].get("source", {}) and _map(rows, "cc_uda"):
+    out["cc_uda_minus_direct_transfer"] = _map(rows, "cc_uda") - rows["cc_uda"]["source"]["mAP"]
   out = {}
   for key, (a, b) in pairs.items():
     if _map(rows, a) is not None and _map(rows, b) is not None:
