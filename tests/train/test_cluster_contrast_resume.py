@@ -20,33 +20,14 @@ from jreid import config_blocks
 from jreid.core import checkpoint
 from jreid.train import loop
 
+import killed_runs  # tests/train/killed_runs.py
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
-DRIVER = """
-import json, os, signal, sys
-import ml_collections
-from jreid.core import checkpoint
-from jreid.train import loop
-config, workdir, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
-save = checkpoint.Checkpointer.save
-
-def save_then_die(self, step, state, data_state):
-  save(self, step, state, data_state)
-  if step == kill_after:
-    self.wait()
-    os.kill(os.getpid(), signal.SIGKILL)
-
-checkpoint.Checkpointer.save = save_then_die
-loop.train_and_evaluate(ml_collections.ConfigDict(json.load(open(config))), workdir)
-"""
+DRIVER = killed_runs.DRIVER.format(setup="")
 
 
-def _final(workdir):
-  other, step = checkpoint.open_existing(workdir)
-  raw = other.restore_raw(step)
-  other.close()
-  losses = [json.loads(line)["loss"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  return step, raw, losses
+_final = killed_runs.final_run
 
 
 @pytest.mark.slow

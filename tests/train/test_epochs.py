@@ -23,6 +23,8 @@ from jreid.errors import ConfigError
 from jreid.methods import base
 from jreid.train import durations, loop
 
+import killed_runs  # tests/train/killed_runs.py
+
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 BASIS_SHAPE = (32 * 16 * 3, 512)  # 3 MB of float32: far more than the trained state
@@ -94,26 +96,9 @@ def test_a_misspelt_hook_is_an_error_naming_it():
 
 # ---- epoch hooks, records in checkpoints, constants -------------------------------------------
 
-DRIVER = """
-import json, os, signal, sys
-import ml_collections
-sys.path.insert(0, {here!r})
-from jreid import methods
-from jreid.core import checkpoint
-from jreid.train import loop
-methods.METHODS["relabel"] = "relabel_method"
-config, workdir, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
-save = checkpoint.Checkpointer.save
-
-def save_then_die(self, step, state, data_state):
-  save(self, step, state, data_state)
-  if step == kill_after:  # no clean-up of any kind: the process is gone
-    self.wait()
-    os.kill(os.getpid(), signal.SIGKILL)
-
-checkpoint.Checkpointer.save = save_then_die
-loop.train_and_evaluate(ml_collections.ConfigDict(json.load(open(config))), workdir)
-"""
+DRIVER = killed_runs.DRIVER.format(setup="\n".join([
+    f"sys.path.insert(0, {str(HERE)!r})", "from jreid import methods",
+    'methods.METHODS["relabel"] = "relabel_method"']))
 
 
 @pytest.fixture(scope="module")
@@ -141,12 +126,7 @@ def _train_in_process(config_path, workdir, monkeypatch, capsys):
   return results, capsys.readouterr().out
 
 
-def _final(workdir):
-  other, step = checkpoint.open_existing(workdir)
-  raw = other.restore_raw(step)
-  other.close()
-  losses = [json.loads(line)["loss"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  return step, raw, losses
+_final = killed_runs.final_run
 
 
 @pytest.mark.slow
@@ -161,7 +141,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(relabel_setup, tmp_path,
   assert epochs.of_step(kill_after) == 1 and epochs.start(2) > kill_after
 
   workdir = tmp_path / "killed"
-  killed = subprocess.run([sys.executable, "-c", DRIVER.format(here=str(HERE)), str(config_path),
+  killed = subprocess.run([sys.executable, "-c", DRIVER, str(config_path),
                            str(workdir), str(kill_after)], cwd=REPO, capture_output=True, text=True,
                           timeout=600, env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
