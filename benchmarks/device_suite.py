@@ -67,19 +67,15 @@ import numpy as np
 
 from benchmarks.common import REPO, load_config
 
-# Each part's budget in seconds (full mode; --quick uses QUICK_BUDGET(S)), in the order
-# the parts run: a suite cut short by TOTAL_BUDGET loses the last ones, so they go by priority,
-# jreid's own steps before the two PyTorch torch.compile baselines, the slowest parts (inductor's
-# compile) and the least about jreid. A budget is a cap, not a reservation (they sum to far more
-# than TOTAL_BUDGET). Expected H200 walls, estimated (no GPU run yet; a first call is mostly XLA
-# compile): probe ~10 s, the two ResNet-50 steps ~60 each and the warm-cache rerun ~20, torch
-# eager ~30, evaluation + rerank + input pipeline ~80, the ViT-B part ~90 (two compiles), the
-# DINO part ~120-150 (two compiles of ~50-70 s: teacher pass, student passes at two crop sizes and
-# their backward) -> ~470-500 s of the 510, so the torch.compile parts (~90 s each) take what is
-# left and may need a second call: `device_run.sh --parts=train_torch_compile_float32,...`.
-# TOTAL_BUDGET stays 510: device_run.sh's call is 540 s (install and startup in the other 30 s),
-# under the 600 s a device call may run, and with the machine's start it leaves ~4 of a session's
-# 15 device minutes for a short rerun of one part.
+# Each part's budget in seconds (full mode; --quick uses QUICK_BUDGET(S)), in the order the parts
+# run: a suite cut short by TOTAL_BUDGET loses the last ones, so jreid's own steps go before the two
+# torch.compile baselines (the slowest, inductor's compile). A budget is a cap, not a reservation.
+# Estimated H200 walls (no GPU run yet; first calls are mostly XLA compile): probe ~10 s, the two
+# ResNet-50 steps ~60 each, warm-cache rerun ~20, torch eager ~30, evaluation + rerank + input
+# pipeline ~80, ViT-B ~90, DINO ~120-150 (two compiles) -> ~470-500 s of the 510; the torch.compile
+# parts (~90 s each) take what is left, or a second call: `device_run.sh --parts=...`. 510 s keeps
+# device_run.sh's call at 540 s (install and start-up in the other 30), under the 600 s a call may
+# run, leaving ~4 of a session's 15 device minutes for a short rerun of one part.
 BUDGETS = {
     "probe": 60,
     "train_jreid_float32": 150,
