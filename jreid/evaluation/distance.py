@@ -21,6 +21,12 @@ METRICS = ("cosine", "euclidean")
 _EPS = 1e-12
 
 
+def normalise_rows(x) -> np.ndarray:
+  """Rows of `x` (numpy) L2-normalised in float32; a zero row stays zero (torch's F.normalize)."""
+  x = np.asarray(x, np.float32)
+  return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), _EPS)
+
+
 def compute_distance(qf, gf, metric: str = "cosine", chunk_size: int = 1024) -> np.ndarray:
   """Distances between query features (Q, D) and gallery features (G, D).
 

@@ -35,6 +35,7 @@ from jreid.core import partition
 from jreid.core.reporting import write_json_atomic
 from jreid.data.records import Record
 from jreid.errors import ConfigError, ReIDError
+from jreid.evaluation.distance import normalise_rows
 from jreid.evaluation.retrieval import extract_features
 
 POLICIES = ("last", "stats", "average")
@@ -144,7 +145,7 @@ class Router:
     for index, indices in by_bank.items():
       subset = [records[i] for i in indices]
       if index is None:
-        feats = np.mean([_normalise(self.extract(self.features_fn, self.state_for(b), subset))
+        feats = np.mean([normalise_rows(self.extract(self.features_fn, self.state_for(b), subset))
                          for b in range(len(self.banks))], axis=0)
       else:
         feats = self.extract(self.features_fn, self.state_for(index), subset)
@@ -152,10 +153,6 @@ class Router:
         out = np.zeros((len(records), feats.shape[-1]), np.float32)
       out[indices] = feats
     return out if out is not None else np.zeros((0, 0), np.float32)
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-  return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def extractor(*, mesh, options, batch_size: int) -> Callable:

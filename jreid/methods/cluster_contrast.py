@@ -40,6 +40,7 @@ from jreid.config_rules import Float, Int
 from jreid.core import precision
 from jreid.core.state import TrainState
 from jreid.errors import ClusteringError, ConfigError
+from jreid.evaluation.distance import normalise_rows
 from jreid.evaluation.rerank import jaccard_distance
 from jreid.losses.cluster_memory import cluster_centroids, hardest_update, memory_contrastive_loss
 from jreid.methods import base
@@ -77,11 +78,6 @@ def pseudo_labels(features: np.ndarray, settings) -> np.ndarray:
   distance = jaccard_distance(features, k1=settings.k1, k2=settings.k2)
   return DBSCAN(eps=settings.eps, min_samples=settings.min_samples, metric="precomputed",
                 n_jobs=-1).fit_predict(distance)
-
-
-def normalise(features: np.ndarray) -> np.ndarray:
-  features = np.asarray(features, np.float32)
-  return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def purity(labels: np.ndarray, truth: np.ndarray) -> float:
@@ -137,7 +133,7 @@ class ClusterContrast:
 
   def on_epoch_start(self, state: ClusterState, epoch: int, context):
     s, number = self.settings, epoch + 1  # 1-based, as the loop logs epochs
-    features = normalise(context.extract(state, context.records))
+    features = normalise_rows(context.extract(state, context.records))
     labels = pseudo_labels(features, s)
     count = int(labels.max()) + 1 if (labels >= 0).any() else 0
     outliers = int((labels < 0).sum())

@@ -16,6 +16,7 @@ import pytest
 from jreid import config_blocks, methods
 from jreid.data.records import Record
 from jreid.errors import ClusteringError, ConfigError
+from jreid.evaluation.distance import normalise_rows
 from jreid.losses.cluster_memory import hardest_update
 from jreid.methods import cluster_contrast
 from jreid.methods.cluster_contrast import ClusterContrast, ClusterState
@@ -51,7 +52,7 @@ def _context(features, logs):
 
 
 def test_pseudo_labels_of_the_hand_case():
-  labels = cluster_contrast.pseudo_labels(cluster_contrast.normalise(_hand_features()), _settings())
+  labels = cluster_contrast.pseudo_labels(normalise_rows(_hand_features()), _settings())
   expected = np.full(13, -1)
   for cluster, members in enumerate(GROUPS):
     expected[members] = cluster
