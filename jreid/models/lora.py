@@ -19,11 +19,11 @@ torch's nn.Linear, B zero, so fresh LoRA leaves the UNet unchanged; scale =
 alpha / r with DCAC's alpha = 1.
 
 Two things a reader comparing with the release should know:
-  - the release's loralib layers replace the bias-free to_q/to_k/to_v with
-    `lora.Linear`, which has a bias that is randomly initialised and then
-    frozen with the pre-trained weights, adding a constant random offset to
-    every query, key and value. That is an accident of the port and is not
-    reproduced here: the targets keep SD's bias-free projections.
+  - the release swaps SD's bias-free to_q/to_k/to_v for loralib's
+    `lora.Linear`, which keeps nn.Linear's bias: randomly initialised, never
+    loaded, then frozen with everything but the LoRA factors, so every query,
+    key and value gets a constant random offset. That is an accident and is
+    not reproduced here: the targets keep SD's bias-free projections.
   - DCAC's context is one token, so each cross-attention's softmax is over a
     single key and is identically 1: the output is to_out(to_v(c)) whatever
     the queries and keys, and LoRA on attn2's to_q/to_k gets exactly zero

@@ -22,7 +22,7 @@ from jreid.models import lora
 
 RANK = 4
 # The targets of one transformer block, as diffusers' Flax classes name them.
-BLOCK_TARGETS = sorted(f"attn{i}/{name}/kernel" for i in (1, 2) for name in ("to_q", "to_k", "to_v", "to_out_0")) + \
+BLOCK_TARGETS = [f"attn{i}/to_{name}/kernel" for i in (1, 2) for name in ("k", "out_0", "q", "v")] + \
     ["ff/net_0/proj/kernel"]
 
 
@@ -52,8 +52,10 @@ def _random_params(shapes, seed=0):
 def _with_random_b(tree, seed=1):
   """The LoRA tree with every B drawn N(0, 1): a zero B would make every equality trivial."""
   rng = np.random.default_rng(seed)
-  return jax.tree_util.tree_map_with_path(
-      lambda path, leaf: rng.normal(size=leaf.shape).astype(np.float32) if path[-1].key == "b" else leaf, tree)
+  def fill(path, leaf):
+    return rng.normal(size=leaf.shape).astype(np.float32) if path[-1].key == "b" else leaf
+
+  return jax.tree_util.tree_map_with_path(fill, tree)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +186,8 @@ def test_merge_keeps_other_leaves_and_the_kernel_dtype():
   np.testing.assert_allclose(np.asarray(kernel, np.float64), want, rtol=2 ** -8, atol=1e-6)  # bf16 rounding
   assert merged["block"]["norm"]["scale"] is frozen["block"]["norm"]["scale"]
   zero_b = lora.init(jax.random.key(0), frozen, 2, pattern=r".*/kernel")
-  assert np.array_equal(lora.merge(frozen, zero_b, 0.5)["block"]["to_q"]["kernel"], frozen["block"]["to_q"]["kernel"])
+  unchanged = lora.merge(frozen, zero_b, 0.5)["block"]["to_q"]["kernel"]
+  assert np.array_equal(unchanged, frozen["block"]["to_q"]["kernel"])
   with pytest.raises(CheckpointMismatchError, match="no kernel in the frozen params"):
     lora.merge({"other": frozen["block"]}, factors, 0.5)
 
