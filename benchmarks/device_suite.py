@@ -95,7 +95,6 @@ QUICK_BUDGET = 60
 # and its init compile cold per dtype in ~35 s on the 2-core CPU, ~55 s while other jobs share it.
 QUICK_BUDGETS = {"train_dino_jreid": 120}
 TOTAL_BUDGET = 510  # the whole full suite: 8.5 min, inside the 9-min device call of device_run.sh
-DINO_DTYPES = "bfloat16,float32"  # bfloat16 first: the authors pre-trained in fp16 mixed precision
 LUPERSON_IMAGES = 4_180_243  # the pool DINO's epoch-based schedules resolve against (luperson.py)
 PART_ARGS = {"train_jreid_float32": ("jreid", "float32"), "train_jreid_bfloat16": ("jreid", "bfloat16"),
              "train_jreid_float32_warm_cache": ("jreid", "float32"),
@@ -112,13 +111,15 @@ FULL = dict(config="configs/baseline.py", model={}, height=256, width=128, batch
             torch_compile_backend="inductor",
             vit=dict(config="configs/vit.py:no_ics", model=dict(name="vit_base", embed_dim=768,
                                                                 num_heads=12)),
-            dino=dict(config="configs/transreid_ssl.py", batch=64))
+            # bfloat16 first: the authors pre-trained in fp16 mixed precision
+            dino=dict(config="configs/transreid_ssl.py", batch=64, dtypes="bfloat16,float32"))
 QUICK = dict(config="configs/baseline.py", model=dict(name="resnet18", width=8), height=64,
              width=32, batch=16, classes=16, steps=2, eval=(200, 1000, 64, 50), rerank=(100, 500, 64),
              pipeline=dict(images=64, size=(32, 16), batches=2, settings=((1, 0), (2, 0))),
              torch_compile_backend="eager",  # dynamo's capture without inductor's 30-40 s C++ build
              vit=dict(config="configs/vit.py:no_ics", model=dict(embed_dim=32, depth=2, num_heads=2)),
-             dino=dict(config="configs/transreid_ssl.py:smoke", batch=16))  # ViT width 16, 32x16 + 2 16x8
+             # ViT width 16, 32x16 + 2 16x8; one dtype: each compiles cold in ~35 s on this CPU
+            dino=dict(config="configs/transreid_ssl.py:smoke", batch=16, dtypes="float32"))
 
 
 # ---------------------------------------------------------------- the parts (child processes)
@@ -238,7 +239,7 @@ def part_train_dino(sizes, scratch) -> dict:
             "crops": {"global": [spec.num_global, *spec.global_size],
                       "local": [spec.num_local, *spec.local_size]},
             "batch": batch, "crops_per_image": crops, "steps_timed": sizes["steps"], "dtypes": rows}
-  for dtype in DINO_DTYPES.split(","):
+  for dtype in sizes["dino"]["dtypes"].split(","):
     config.train.compute_dtype = dtype
     first, median = train_step.time_method(config, views, (*spec.global_size, 3), 0, sizes["steps"])
     stats = jax.devices()[0].memory_stats() or {}  # the process's peak so far (float32's: both)
