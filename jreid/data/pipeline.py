@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import grain
 import numpy as np
@@ -222,10 +222,13 @@ class _StreamSlice:
 
 def train_dataset(records: Sequence[Record], *, options: ImageOptions, batch_size: int,
                   num_instances: int, num_steps: int, seed: int, host: int = 0,
-                  num_hosts: int = 1, num_threads: int = 2, workers: int = 0) -> grain.IterDataset:
+                  num_hosts: int = 1, num_threads: int = 2, workers: int = 0,
+                  extras: Callable[[int], dict] | None = None) -> grain.IterDataset:
   """Batches of {'image', 'label', 'camid', 'domain'} for steps 0..num_steps-1 (this host's part).
 
   `records` must carry contiguous training labels (see `records.relabel`).
+  `extras(index)` adds per-image arrays of records[index] that are not
+  augmented (DCAC: the cached VAE posterior of the image).
   """
   sampler = IdentitySampler([r.pid for r in records], batch_size, num_instances, seed)
   stream = HostStream(sampler, num_steps, host, num_hosts)
@@ -240,9 +243,10 @@ def train_dataset(records: Sequence[Record], *, options: ImageOptions, batch_siz
     global_position, index = item
     record = records[index]
     rng = np.random.default_rng([seed, global_position])
-    return {"image": load_train(record, options, rng, earlier(global_position)),
+    item = {"image": load_train(record, options, rng, earlier(global_position)),
             "label": np.int32(record.pid),
             "camid": np.int32(record.camid), "domain": np.int32(record.domain)}
+    return {**item, **extras(index)} if extras else item
 
   return batches(stream, load, num_threads, workers)
 
