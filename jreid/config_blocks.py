@@ -298,6 +298,13 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
 RECIPE = "recipe:"  # `init_from=recipe:configs/x.py[:arg]`: a pre-training run (loop.resolve_init_from)
 
 
+def get_dotted(config, key: str):
+  """config["a"]["b"] for key "a.b"."""
+  for part in key.split("."):
+    config = config[part]
+  return config
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """`configs/x.py[:arg]` -> its config, as `--config` gives it to jreid.main.
 

@@ -23,6 +23,7 @@ METHODS = {
     "upreid": "jreid.methods.upreid",
     "dino": "jreid.methods.dino",
     "cluster_contrast": "jreid.methods.cluster_contrast",
+    "dcac": "jreid.methods.dcac",
 }
 
 
@@ -34,6 +35,12 @@ def build(config, num_classes: int, make_update) -> Method:
     raise ConfigError(f"{METHODS[config.method]}.build returned {type(method).__name__}, not a "
                       "jreid.methods.base.Method (build it with jreid.methods.base.method)")
   return method
+
+
+def recipe_fields(config) -> tuple[str, ...]:
+  """The dotted config keys (besides `init_from`) where `config.method` takes `recipe:<spec>`: a
+  run the loop trains once and replaces by its folder (a module's `RECIPE_FIELDS`, default none)."""
+  return tuple(getattr(importlib.import_module(METHODS[config.method]), "RECIPE_FIELDS", ()))
 
 
 def validate(config) -> None:

@@ -57,18 +57,22 @@ def check(config) -> str:
 def validate(config, *, recipes: bool = True) -> None:
   """Every field with a declared rule: the shared sections, then those of `config.method`.
 
-  With `recipes`, an `init_from=recipe:<spec>` is loaded and validated too,
+  With `recipes`, an `init_from=recipe:<spec>` (or a recipe in one of the
+  method's `RECIPE_FIELDS`, `jreid.methods.recipe_fields`) is loaded and validated too,
   as the pre-training run it names would be (a saved run's config.json is
   validated without: its pre-training already happened).
   """
   config_rules.check(config, config_blocks.rules(config))
   methods.validate(config)
-  if recipes and config.init_from.startswith(config_blocks.RECIPE):
-    spec = config.init_from[len(config_blocks.RECIPE):]
-    try:
-      validate(config_blocks.load_config(spec))
-    except ConfigError as err:
-      raise ConfigError(f"config.init_from={config.init_from}: {err}") from None
+  if not recipes:
+    return
+  for key in ("init_from", *methods.recipe_fields(config)):
+    value = config_blocks.get_dotted(config, key)
+    if value.startswith(config_blocks.RECIPE):
+      try:
+        validate(config_blocks.load_config(value[len(config_blocks.RECIPE):]))
+      except ConfigError as err:
+        raise ConfigError(f"config.{key}={value}: {err}") from None
 
 
 def check_devices(config) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from jreid import config_blocks, methods
@@ -86,7 +87,22 @@ def _jit_with_constants(fn, constants, in_shardings, out_shardings, **kwargs) ->
   return lambda *args: jitted(*args, constants)
 
 
+def resolve_recipes(config):
+  """`config` with every `recipe:<spec>` of the method's RECIPE_FIELDS replaced by the folder of
+  that run (trained once, `resolve_init_from`); `init_from` itself is resolved at init."""
+  fields = methods.recipe_fields(config)
+  if not any(config_blocks.get_dotted(config, key).startswith(config_blocks.RECIPE) for key in fields):
+    return config
+  config = ml_collections.ConfigDict(config.to_dict())
+  for key in fields:
+    parent, _, leaf = key.rpartition(".")
+    section = config_blocks.get_dotted(config, parent) if parent else config
+    section[leaf] = resolve_init_from(section[leaf], config.data.root, print)
+  return config
+
+
 def prepare(config) -> Prepared:
+  config = resolve_recipes(config)
   data = load_data(config)
   config, epochs = durations.resolve(config, len(data.train))
   mesh = sharding.data_mesh()
