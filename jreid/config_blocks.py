@@ -230,13 +230,15 @@ def dg(**overrides) -> ml_collections.ConfigDict:
       mode="single_source",  # "single_source" | "leave_one_out"
       sources="",            # single_source: comma-separated training sets; leave_one_out: empty
       targets="",            # comma-separated: the held-out test sets (leave_one_out: each in turn)
+      test_sources=False,    # single_source: also test on the sources' own test sets (DCAC
+                             # Tab. 8), reported under "sources", never in the targets' average
   ))
   config.update(overrides)
   return config
 
 
 DG_RULES = dict(mode=OneOf("single_source", "leave_one_out"),  # jreid.protocols.dg.MODES
-                sources=Str(), targets=Str())
+                sources=Str(), targets=Str(), test_sources=Bool())
 
 
 def rules(config) -> dict:

@@ -68,7 +68,11 @@ def plan(config) -> list[SubRun]:
     if set(sources) & set(targets):
       raise ConfigError(f"dg.targets {sorted(set(sources) & set(targets))} are also sources: "
                         "a domain-generalisation target is never trained on")
-    return [SubRun(_folder("source", sources), tuple(sources), tuple(targets))]
+    tested = targets + (sources if dg.test_sources else [])
+    return [SubRun(_folder("source", sources), tuple(sources), tuple(tested))]
+  if dg.test_sources:
+    raise ConfigError("dg.test_sources applies to dg.mode='single_source' (leave_one_out's "
+                      "sources change from run to run)")
   if sources:
     raise ConfigError(f"dg.mode='leave_one_out' trains on the other targets; dg.sources={dg.sources!r} "
                       "must be empty")
@@ -132,6 +136,8 @@ def format_table(results: dict) -> str:
   lines += [f"{t:<{width}}{trained[t]:<{source_width}}" + cells(v) for t, v in targets.items()]
   if "average" in results:
     lines.append(f"{'average':<{width + source_width}}" + cells(results["average"]))
+  for name, numbers in results.get("sources", {}).items():
+    lines.append(f"{name:<{width}}{'(source)':<{source_width}}" + cells(numbers))
   return "\n".join(lines)
 
 
@@ -148,6 +154,8 @@ def run(config, workdir: str | pathlib.Path) -> dict:
       reporting.write_json_atomic(workdir / "config.json", json.loads(config.to_json()))
 
   results = {"mode": config.dg.mode, "targets": {}}
+  if config.dg.test_sources:
+    results["sources"] = {}
   for index, sub in enumerate(subs):
     folder, one = workdir / sub.folder, sub_config(config, sub)
     numbers = finished_results(folder, one, sub)
@@ -158,8 +166,9 @@ def run(config, workdir: str | pathlib.Path) -> dict:
     else:
       log(f"dg run {index + 1}/{len(subs)}: finished earlier, read from {folder / 'results.json'}")
     for target in sub.test:
-      results["targets"][target] = {"trained_on": list(sub.train), "run": sub.folder,
-                                    **_row(numbers[target])}
+      kind = "sources" if target in sub.train else "targets"
+      results[kind][target] = {"trained_on": list(sub.train), "run": sub.folder,
+                               **_row(numbers[target])}
     write_config()
     if is_main:
       reporting.write_json_atomic(workdir / "results.json", results)

@@ -33,6 +33,26 @@ def test_single_source_is_one_run_tested_on_every_target():
   assert two[0].train == ("a", "b") and two[0].folder == "source_a+b"
 
 
+def test_test_sources_adds_the_sources_test_sets_to_the_single_run_only():
+  subs = dg.plan(_config(mode="single_source", sources="synth_lreid/d0", targets="synth_lreid/d1",
+                         test_sources=True))
+  assert subs[0].test == ("synth_lreid/d1", "synth_lreid/d0")
+  with pytest.raises(ConfigError, match="test_sources applies to dg.mode='single_source'"):
+    dg.plan(_config(test_sources=True))
+
+
+def test_source_rows_are_reported_apart_from_the_targets_average():
+  results = {"mode": "single_source",
+             "targets": {"t": {"trained_on": ["s"], "mAP": 10.0, "rank1": 20.0, "rank5": 30.0,
+                               "mINP": 5.0}},
+             "average": {"mAP": 10.0, "rank1": 20.0, "rank5": 30.0, "mINP": 5.0},
+             "sources": {"s": {"trained_on": ["s"], "mAP": 80.0, "rank1": 90.0, "rank5": 95.0,
+                               "mINP": 60.0}}}
+  lines = dg.format_table(results).splitlines()
+  assert lines[-2].split()[-4:] == ["10.00", "20.00", "30.00", "5.00"]  # the targets' average
+  assert lines[-1].split() == ["s", "(source)", "80.00", "90.00", "95.00", "60.00"]
+
+
 def test_sub_config_is_a_single_run_of_its_datasets():
   config = _config()
   sub = dg.plan(config)[1]
