@@ -24,6 +24,7 @@ METHODS = {
     "dino": "jreid.methods.dino",
     "cluster_contrast": "jreid.methods.cluster_contrast",
     "dcac": "jreid.methods.dcac",
+    "latent_diffusion": "jreid.methods.latent_diffusion",
 }
 
 
