@@ -28,6 +28,11 @@ Presets (`--config=configs/pretrain_synth.py:<arg>`):
   starts from (as FastReID's SBS starts from ImageNet ResNet-IBN-a weights). Measured
   (10 min on 2 cores while another run shared them): mAP 24.80 on d0, 41.21 on u0.
       python -m jreid.main --config=configs/pretrain_synth.py:ibn --workdir=runs/pretrain_synth_ibn
+* `clip`: the CLIP stand-in of the synthetic DCAC runs (`configs/dcac.py:synth`): the CLIP
+  ViT family (QuickGELU, ln_pre, ln_post(CLS) @ proj) at 4 blocks, 192 wide, 3 heads, patch 8,
+  proj 128, on the same pool at 64x32 (8x4 tokens), pixel mean/std 0.5, CE + triplet on the
+  noisy labels, SGD lr 0.03 (100-step warmup, cosine), 1200 steps of batch 64:
+      python -m jreid.main --config=configs/pretrain_synth.py:clip --workdir=runs/pretrain_clip
 * `smoke`: seconds-long run on the `tiny_multi` pool for tests.
 """
 from jreid import config_blocks
@@ -50,6 +55,13 @@ def get_config(arg: str = ""):
 
   if arg == "ibn":
     config.model.backbone.update(ibn="a")
+  elif arg == "clip":
+    config.model = model_config("reid", "clip_vit_b16")
+    config.model.backbone.update(embed_dim=192, depth=4, num_heads=3, patch_size=8, stride=8,
+                                 proj_dim=128)
+    config.data.update(height=64, width=32, padding=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    config.optim = config_blocks.optim(name="sgd", lr=0.03, weight_decay=1e-4, momentum=0.9,
+                                       schedule="cosine", warmup_steps=100, warmup_factor=0.01)
   elif arg == "smoke":
     config.data.update(train="synth_tiny_multi/pool", test="synth_tiny_multi/d0",
                        height=32, width=16, padding=2)
@@ -58,5 +70,5 @@ def get_config(arg: str = ""):
     config.optim.update(warmup_steps=2, milestones=(3,))
     config.eval.update(batch_size=32)
   elif arg:
-    raise ValueError(f"unknown preset {arg!r} for configs/pretrain_synth.py; use '', 'ibn' or 'smoke'")
+    raise ValueError(f"unknown preset {arg!r} for configs/pretrain_synth.py; use '', 'ibn', 'clip' or 'smoke'")
   return config
