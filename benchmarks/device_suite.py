@@ -25,25 +25,20 @@ later parts still run):
   with ViT-B widths, 256x128, batch 64) in float32 and bfloat16, the
   attention through `jax.nn.dot_product_attention` (cuDNN's fused kernel
   where it applies);
-* `train_dino_jreid`: one DINO step of TransReID-SSL's pre-training
-  (`configs/transreid_ssl.py`: ViT-S/16 ICS, 2 global crops 256x128 + 8 local
-  crops 128x64 per image, out_dim 65536, `jreid/methods/dino.py`) at the
-  authors' batch per GPU, 64 images: their released scripts launch 8
-  processes (`--nproc_per_node=8`) and leave main_dino.py's
-  `--batch_size_per_gpu` at its default 64 (512 in all). bfloat16 first
-  (they train in fp16 mixed precision), then float32; images/s counts source
-  images, crops/s the 10 crops of each;
-* `evaluation`: Market-1501-scale cosine distances (on the JAX device) and
-  `evaluate_rank` (numpy, on the CPU);
-* `rerank`: k-reciprocal re-ranking at that scale (neighbour search on the
-  JAX device, the sparse k-reciprocal work in numpy on the CPU);
-* `input_pipeline`: the grain pipeline (decode, resize to 256x128, flip,
-  pad-crop, erase, normalise) on this machine's CPUs, per thread/worker
-  setting, next to the float32 train step's consumption.
+* `train_dino_jreid`: one DINO step (`configs/transreid_ssl.py`: ViT-S/16
+  ICS, 2 global 256x128 + 8 local 128x64 crops, out_dim 65536) at the
+  authors' 64 images per GPU (8 processes of main_dino.py's default),
+  bfloat16 then float32; images/s counts source images, crops/s the crops;
+* `train_dcac_jreid`: one DCAC step (`benchmarks/dcac_step.py`: CLIP
+  ViT-B/16 + SD-1.5's UNet with LoRA, bfloat16, batch 64; the paper's Tab. 6:
+  578 ms on an RTX A6000);
+* `evaluation`, `rerank`: Market-1501-scale cosine distances and k-reciprocal
+  re-ranking (JAX device; `evaluate_rank` and the sparse re-ranking work in numpy);
+* `input_pipeline`: the grain pipeline (decode, resize to 256x128, flip, pad-crop,
+  erase, normalise) per thread/worker setting, next to the float32 step's needs.
 
-The parts run in the order listed in `BUDGETS` (priority order, see there).
-A train part with two dtypes prints each dtype's row as it lands, so one
-killed at its budget still reports the rows it finished (`partial`).
+The parts run in `BUDGETS`' (priority) order. A train part with two dtypes prints each
+row as it lands, so one killed at its budget reports those it finished (`partial`).
 
 The JAX parts share one fresh persistent compilation cache under the
 scratch folder. No two parts run the same program (the state's init is the
@@ -67,15 +62,14 @@ import numpy as np
 
 from benchmarks.common import REPO, load_config
 
-# Each part's budget in seconds (full mode; --quick uses QUICK_BUDGET(S)), in the order the parts
-# run: a suite cut short by TOTAL_BUDGET loses the last ones, so jreid's own steps go before the two
-# torch.compile baselines (the slowest, inductor's compile). A budget is a cap, not a reservation.
-# Estimated H200 walls (no GPU run yet; first calls are mostly XLA compile): probe ~10 s, the two
-# ResNet-50 steps ~60 each, warm-cache rerun ~20, torch eager ~30, evaluation + rerank + input
-# pipeline ~80, ViT-B ~90, DINO ~120-150 (two compiles) -> ~470-500 s of the 510; the torch.compile
-# parts (~90 s each) take what is left, or a second call: `device_run.sh --parts=...`. 510 s keeps
-# device_run.sh's call at 540 s (install and start-up in the other 30), under the 600 s a call may
-# run, leaving ~4 of a session's 15 device minutes for a short rerun of one part.
+# Each part's budget in seconds (full mode; --quick uses QUICK_BUDGET(S)), in run order: a suite
+# cut short by TOTAL_BUDGET loses the last parts, so jreid's steps go before the two torch.compile
+# baselines (inductor's compile is the slowest). A budget is a cap, not a reservation. Estimated H200
+# walls (no GPU run yet; first calls are mostly XLA compile): probe ~10 s, the ResNet-50 steps ~60
+# each, warm-cache ~20, torch eager ~30, evaluation + rerank + pipeline ~80, ViT-B ~90, DINO ~120-150,
+# DCAC ~90 -> ~560 s: past the 510 s, so the torch.compile parts run in a second call
+# (`device_run.sh --parts=...`). 510 s keeps device_run.sh's call at 540 s (install and start-up in
+# the other 30), under the 600 s a call may run, with ~4 of 15 device minutes left for a rerun.
 BUDGETS = {
     "probe": 60,
     "train_jreid_float32": 150,
@@ -87,13 +81,13 @@ BUDGETS = {
     "input_pipeline": 90,
     "train_vit_jreid": 150,
     "train_dino_jreid": 150,  # bfloat16 lands first; float32 if the cap allows (`partial` otherwise)
+    "train_dcac_jreid": 150,  # SD-1.5 UNet + CLIP ViT-B/16, LoRA, bf16, batch 64 (DCAC Tab. 6)
     "train_torch_compile_float32": 180,
     "train_torch_compile_bfloat16": 180,
 }
 QUICK_BUDGET = 60
-# --quick's exceptions: the DINO step (teacher pass, student passes at two crop sizes, their backward)
-# and its init compile cold per dtype in ~35 s on the 2-core CPU, ~55 s while other jobs share it.
-QUICK_BUDGETS = {"train_dino_jreid": 120}
+# --quick's exceptions: the DINO and DCAC (UNet) steps with their inits compile cold in ~35-55 s here.
+QUICK_BUDGETS = {"train_dino_jreid": 120, "train_dcac_jreid": 120}
 TOTAL_BUDGET = 510  # the whole full suite: 8.5 min, inside the 9-min device call of device_run.sh
 LUPERSON_IMAGES = 4_180_243  # the pool DINO's epoch-based schedules resolve against (luperson.py)
 PART_ARGS = {"train_jreid_float32": ("jreid", "float32"), "train_jreid_bfloat16": ("jreid", "bfloat16"),
@@ -112,14 +106,16 @@ FULL = dict(config="configs/baseline.py", model={}, height=256, width=128, batch
             vit=dict(config="configs/vit.py:no_ics", model=dict(name="vit_base", embed_dim=768,
                                                                 num_heads=12)),
             # bfloat16 first: the authors pre-trained in fp16 mixed precision
-            dino=dict(config="configs/transreid_ssl.py", batch=64, dtypes="bfloat16,float32"))
+            dino=dict(config="configs/transreid_ssl.py", batch=64, dtypes="bfloat16,float32"),
+            dcac=dict(scale="sd15", variant="lora", dtype="bfloat16"))
 QUICK = dict(config="configs/baseline.py", model=dict(name="resnet18", width=8), height=64,
              width=32, batch=16, classes=16, steps=2, eval=(200, 1000, 64, 50), rerank=(100, 500, 64),
              pipeline=dict(images=64, size=(32, 16), batches=2, settings=((1, 0), (2, 0))),
              torch_compile_backend="eager",  # dynamo's capture without inductor's 30-40 s C++ build
              vit=dict(config="configs/vit.py:no_ics", model=dict(embed_dim=32, depth=2, num_heads=2)),
              # ViT width 16, 32x16 + 2 16x8; one dtype: each compiles cold in ~35 s on this CPU
-            dino=dict(config="configs/transreid_ssl.py:smoke", batch=16, dtypes="float32"))
+            dino=dict(config="configs/transreid_ssl.py:smoke", batch=16, dtypes="float32"),
+            dcac=dict(scale="tiny", variant="lora", dtype="float32"))
 
 
 # ---------------------------------------------------------------- the parts (child processes)
@@ -249,6 +245,11 @@ def part_train_dino(sizes, scratch) -> dict:
   return result
 
 
+def part_train_dcac(sizes, scratch) -> dict:
+  from benchmarks import dcac_step
+  return dcac_step.device_row(**sizes["dcac"], steps=sizes["steps"])
+
+
 def _timed(fn, *args, **kwargs):
   start = time.perf_counter()
   result = fn(*args, **kwargs)
@@ -333,7 +334,7 @@ def run_part(name: str, sizes: dict, scratch: str) -> dict:
   if name in PART_ARGS:
     return part_train(sizes, scratch, *PART_ARGS[name])
   return {"evaluation": part_evaluation, "rerank": part_rerank, "input_pipeline": part_input_pipeline,
-          "train_dino_jreid": part_train_dino}[name](sizes, scratch)
+          "train_dino_jreid": part_train_dino, "train_dcac_jreid": part_train_dcac}[name](sizes, scratch)
 
 
 # ---------------------------------------------------------------- the driver (parent process)

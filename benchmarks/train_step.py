@@ -65,12 +65,15 @@ def time_method(config, batch, image_shape, num_classes, steps):
   batch = sharding.global_batch(batch, mesh)
   state = jax.jit(method.init, out_shardings=repl)(jax.random.key(0),
                                                    jnp.zeros((1, *image_shape)))
-  train_step = jax.jit(method.train_step, in_shardings=(repl, batched, repl),
+  state = (method.load_weights or (lambda s: s))(state)
+  # A method's frozen constants (DCAC's UNet) are an argument of the step, as in the loop.
+  constants = (jax.device_put(method.load_constants(), repl),) if method.has_constants else ()
+  train_step = jax.jit(method.train_step, in_shardings=(repl, batched, repl, *[repl] * len(constants)),
                        out_shardings=(repl, repl), donate_argnums=0)
   key = jax.random.key(1)
 
   def step(state):
-    state, out = train_step(state, batch, key)
+    state, out = train_step(state, batch, key, *constants)
     jax.block_until_ready(out)
     return state
 

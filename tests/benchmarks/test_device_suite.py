@@ -46,6 +46,10 @@ def test_quick_suite_measures_every_part(tmp_path):
     assert row["images_per_s"] == pytest.approx(16 / row["warm_median_step_s"])
     assert row["crops_per_s"] == pytest.approx(4 * 16 / row["warm_median_step_s"])
     assert row["first_call_s"] > 0
+  dcac = parts["train_dcac_jreid"]  # configs/dcac.py:smoke's models, LoRA, batch 16
+  assert (dcac["scale"], dcac["variant"], dcac["batch"]) == ("tiny", "lora", 16)
+  assert dcac["images_per_s"] == pytest.approx(1000 * 16 / dcac["step_ms"])
+  assert dcac["trainable_params"] > 0 and dcac["first_call_s"] > 0
   assert parts["evaluation"]["shapes"] == list(device_suite.QUICK["eval"][:3])
   assert parts["rerank"]["finite"]
   assert [(r["threads"], r["workers"]) for r in parts["input_pipeline"]["settings"]] == \
