@@ -21,7 +21,10 @@ Presets (`--config=configs/dcac.py:<arg>`), paper Tab. 2-4 (mAP / rank-1):
           --config.dcac.weights=/weights/stable-diffusion-v1-5
 * `duke`, `msmt`, `cuhk03`: the other single-source rows (D: 42.3 / 71.5 on Market-1501,
   19.7 / 47.4 on MSMT17, 23.0 / 23.5 on CUHK03; MS: 52.1 / 77.9, 58.4 / 75.0, 34.1 / 34.4;
-  C3: 42.0 / 68.6, 43.2 / 64.8, 17.8 / 47.3), same command with `:duke` etc.
+  C3: 42.0 / 68.6, 43.2 / 64.8, 17.8 / 47.3), with the same three flags:
+      python -m jreid.main --config=configs/dcac.py:duke --workdir=runs/dcac_duke ...
+      python -m jreid.main --config=configs/dcac.py:msmt --workdir=runs/dcac_msmt ...
+      python -m jreid.main --config=configs/dcac.py:cuhk03 --workdir=runs/dcac_cuhk03 ...
 * `multi`: leave-one-out over the four (average 46.4 / 63.9):
       python -m jreid.main --config=configs/dcac.py:multi --workdir=runs/dcac_multi \
           --config.data.root=/data --config.init_from=/weights/ViT-B-16.pt \

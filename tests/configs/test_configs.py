@@ -26,7 +26,9 @@ PRESETS = {
     "configs/distill.py": ("", "teacher", "synth", "synth_student", "smoke"),
     "configs/mgn.py": ("", "synth", "smoke"),
     "configs/pcb.py": ("", "synth", "smoke"),
-    "configs/pretrain_synth.py": ("", "ibn", "smoke"),
+    "configs/pretrain_synth.py": ("", "ibn", "clip", "smoke"),
+    "configs/dcac.py": ("", "duke", "msmt", "cuhk03", "multi", "synth", "smoke"),
+    "configs/ldm_synth.py": ("", "vae", "smoke_vae", "smoke"),
     "configs/dasa.py": ("", "order2", "synth", "smoke"),
     "configs/vit.py": ("", "vit_base", "no_ics", "synth", "synth_d0", "synth_d0_patchify", "smoke"),
     "configs/transreid_ssl.py": ("", "synth", "synth_patchify", "smoke"),
@@ -54,6 +56,8 @@ def test_preset_builds_its_method(spec):
   protocols.check(config)  # its protocol's section, and no other's
   if config.method == "distill":
     config.teacher.checkpoint = "/not/read/when/building"
+  if config.method == "dcac" and config.dcac.weights != "random":  # SD-1.5 / recipe: not read here
+    config.dcac.update(weights="random", preset="tiny")
   method = methods.build(config, 7, update.factory(config, config.train.steps or 10))
   images = jnp.zeros((1, config.data.height, config.data.width, 3))
   state = jax.eval_shape(method.init, jax.random.key(0), images)
