@@ -31,7 +31,8 @@ Presets (`--config=configs/pretrain_synth.py:<arg>`):
 * `clip`: the CLIP stand-in of the synthetic DCAC runs (`configs/dcac.py:synth`): the CLIP
   ViT family (QuickGELU, ln_pre, ln_post(CLS) @ proj) at 4 blocks, 192 wide, 3 heads, patch 8,
   proj 128, on the same pool at 64x32 (8x4 tokens), pixel mean/std 0.5, CE + triplet on the
-  noisy labels, SGD lr 0.03 (100-step warmup, cosine), 1200 steps of batch 64:
+  noisy labels, Adam lr 5e-4 (100-step warmup, cosine), 1200 steps of batch 64. A weak
+  stand-in: mAP 3.39 on d0 and 12.21 on u0 (2-core CPU, ~6 min):
       python -m jreid.main --config=configs/pretrain_synth.py:clip --workdir=runs/pretrain_clip
 * `smoke`: seconds-long run on the `tiny_multi` pool for tests.
 """
@@ -60,7 +61,8 @@ def get_config(arg: str = ""):
     config.model.backbone.update(embed_dim=192, depth=4, num_heads=3, patch_size=8, stride=8,
                                  proj_dim=128)
     config.data.update(height=64, width=32, padding=3, mean=(0.5,) * 3, std=(0.5,) * 3)
-    config.optim = config_blocks.optim(name="sgd", lr=0.03, weight_decay=1e-4, momentum=0.9,
+    # Adam 5e-4: d0 / u0 mAP 3.39 / 12.21 after the run, SGD 0.03 (momentum 0.9) 2.58 / 7.86.
+    config.optim = config_blocks.optim(name="adam", lr=5e-4, weight_decay=1e-4, momentum=0.9,
                                        schedule="cosine", warmup_steps=100, warmup_factor=0.01)
   elif arg == "smoke":
     config.data.update(train="synth_tiny_multi/pool", test="synth_tiny_multi/d0",
