@@ -10,6 +10,7 @@ higher layer; tests/configs/test_config_rules.py keeps the two equal.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import pathlib
 import traceback
@@ -298,6 +299,17 @@ def sbs_recipe(config: ml_collections.ConfigDict, arg: str, *, freeze: str = "ba
 
 
 RECIPE = "recipe:"  # `init_from=recipe:configs/x.py[:arg]`: a pre-training run (loop.resolve_init_from)
+
+
+def recipe_run(value: str, data_root: str) -> tuple[ml_collections.ConfigDict, pathlib.Path]:
+  """The config `recipe:<spec>` names (reading its data under `data_root`) and the folder it is
+  trained in once: `data_root`/pretrained/<config file>_<config hash>/ (nothing is trained here)."""
+  spec = value[len(RECIPE):]
+  recipe = load_config(spec)
+  recipe.data.root = data_root
+  digest = hashlib.sha1(recipe.to_json(sort_keys=True).encode()).hexdigest()[:10]
+  name = pathlib.Path(spec.partition(":")[0]).stem
+  return recipe, pathlib.Path(data_root).expanduser() / "pretrained" / f"{name}_{digest}"
 
 
 def get_dotted(config, key: str):

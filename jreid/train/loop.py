@@ -12,7 +12,6 @@ optional hooks of the contract (`jreid.methods.base`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import pathlib
@@ -186,14 +185,9 @@ def resolve_init_from(init_from: str, data_root: str, log) -> str:
   """
   if not init_from.startswith(config_blocks.RECIPE):
     return init_from
-  spec = init_from[len(config_blocks.RECIPE):]
-  recipe = config_blocks.load_config(spec)
-  recipe.data.root = data_root
-  digest = hashlib.sha1(recipe.to_json(sort_keys=True).encode()).hexdigest()[:10]
-  name = pathlib.Path(spec.partition(":")[0]).stem
-  folder = pathlib.Path(data_root).expanduser() / "pretrained" / f"{name}_{digest}"
+  recipe, folder = config_blocks.recipe_run(init_from, data_root)
   if not (folder / "results.json").is_file():
-    log(f"pre-training {spec} into {folder} (once per machine)")
+    log(f"pre-training {init_from[len(config_blocks.RECIPE):]} into {folder} (once per machine)")
     train_and_evaluate(recipe, folder)
   return str(folder)
 
