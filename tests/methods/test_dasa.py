@@ -148,8 +148,9 @@ def test_the_compute_dtype_is_honoured():
     state = jax.jit(method.init)(jax.random.key(0), images[:1])
     features[dtype] = np.asarray(jax.jit(method.features)(state, images))
     assert features[dtype].dtype == np.float32
-    _, measured = jax.jit(method.train_step)(state, {"image": images, "label": jnp.arange(4)},
-                                             jax.random.key(1))
-    assert np.isfinite(float(measured["loss"]))
+    if dtype == "bfloat16":  # the float32 step is every other DASA test's
+      _, measured = jax.jit(method.train_step)(state, {"image": images, "label": jnp.arange(4)},
+                                               jax.random.key(1))
+      assert np.isfinite(float(measured["loss"]))
   difference = np.abs(features["bfloat16"] - features["float32"])
   assert 0 < difference.max() < 0.05 * np.abs(features["float32"]).max()
