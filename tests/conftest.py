@@ -147,3 +147,22 @@ def random_vit_variables(name, size=(64, 32), seed=0, **options):
 def vit_variables():
   return random_vit_variables
 
+
+
+def random_flax_params(shapes, seed=0, spread=0.1):
+  """Seeded random values for a Flax param tree of ShapeDtypeStructs (a diffusers UNet / VAE):
+  kernels N(0, 1/fan_in), norm scales 1 + N(0, spread^2), the rest N(0, spread^2), so that no
+  zero or one init hides a mapping error. Cheap: a real eager init of even a tiny UNet is slow."""
+  import jax
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    name = path[-1].key
+    if name == "kernel":
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
+    if name == "scale":
+      return (1 + spread * rng.normal(size=leaf.shape)).astype(np.float32)
+    return (spread * rng.normal(size=leaf.shape)).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)

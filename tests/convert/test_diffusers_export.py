@@ -20,6 +20,7 @@ import torch
 
 from jreid.convert import diffusers_export
 from jreid.errors import CheckpointMismatchError, OutputPathError
+from tests.conftest import random_flax_params
 
 TINY_UNET = {
     "block_out_channels": [32, 64], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
@@ -44,18 +45,7 @@ def _flax_model(part, config):
 
 
 def _random_params(model, seed=0):
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == "kernel":
-      fan_in = int(np.prod(leaf.shape[:-1]))
-      return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
-    if name == "scale":
-      return (1 + 0.2 * rng.normal(size=leaf.shape)).astype(np.float32)
-    return (0.2 * rng.normal(size=leaf.shape)).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(fill, jax.eval_shape(model.init_weights, jax.random.PRNGKey(0)))
+  return random_flax_params(jax.eval_shape(model.init_weights, jax.random.PRNGKey(0)), seed, spread=0.2)
 
 
 def _load(torch_class, folder):

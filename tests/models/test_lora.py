@@ -19,6 +19,7 @@ from flax import traverse_util
 
 from jreid.errors import CheckpointMismatchError, ConfigError
 from jreid.models import lora
+from tests.conftest import random_flax_params
 
 RANK = 4
 # The targets of one transformer block, as diffusers' Flax classes name them.
@@ -35,18 +36,7 @@ def _tiny_unet():
 
 
 def _random_params(shapes, seed=0):
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == "kernel":
-      fan_in = int(np.prod(leaf.shape[:-1]))
-      return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
-    if name == "scale":
-      return (1 + 0.1 * rng.normal(size=leaf.shape)).astype(np.float32)
-    return (0.1 * rng.normal(size=leaf.shape)).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(fill, shapes)
+  return random_flax_params(shapes, seed, spread=0.1)
 
 
 def _with_random_b(tree, seed=1):
