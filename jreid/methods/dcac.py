@@ -87,6 +87,14 @@ DCAC_RULES = dict(
 )
 
 
+DIFFUSION_BRANCH = ("condition", "unet", "lora")  # params beside the ReID model's
+
+
+def reid_params(params: dict) -> dict:
+  """The ReID model's own params (backbone, head): what evaluation and export use."""
+  return {k: v for k, v in params.items() if k not in DIFFUSION_BRANCH}
+
+
 @flax.struct.dataclass
 class DCACState(TrainState):
   memory: jax.Array  # (num_classes, D) unit prototypes of the BN feature, one per identity
@@ -139,10 +147,9 @@ class DCAC:
   def losses(self, params, batch_stats, memory, batch, rng, frozen):
     low = self.update.to_compute
     drop_rng, diffusion_rng = jax.random.split(rng)
-    reid = {k: v for k, v in params.items() if k not in ("condition", "unet", "lora")}
     (_, out), updates = self.model.apply(
-        {"params": low(reid), "batch_stats": batch_stats}, low(batch["image"]), train=True,
-        mutable=["batch_stats"], rngs={"dropout": drop_rng})
+        {"params": low(reid_params(params)), "batch_stats": batch_stats}, low(batch["image"]),
+        train=True, mutable=["batch_stats"], rngs={"dropout": drop_rng})
     out = precision.cast_floating(out, jnp.float32)
     s, labels = self.settings, batch["label"]
     ce = cross_entropy(out["logits"], labels, s.label_smoothing)
@@ -170,8 +177,8 @@ class DCAC:
   def features(self, state: DCACState, images: jax.Array, frozen=None) -> jax.Array:
     del frozen  # the diffusion branch is training only
     low = self.update.to_compute
-    reid = {k: v for k, v in state.params.items() if k not in ("condition", "unet", "lora")}
-    feature, _ = self.model.apply({"params": low(reid), "batch_stats": state.batch_stats},
+    feature, _ = self.model.apply({"params": low(reid_params(state.params)),
+                                   "batch_stats": state.batch_stats},
                                   low(images), train=False)
     return feature.astype(jnp.float32)
 

@@ -3,7 +3,6 @@ Diffusion folder, a CLIP file of another size, and more identities than a checkp
 each one error line that says what to put where, with no workdir written."""
 import jax
 import numpy as np
-import pytest
 
 from jreid.convert import diffusers_export, export
 from jreid.models import latent_diffusion
