@@ -1,6 +1,8 @@
 """DCAC's training step per diffusion variant: time, peak memory and trainable parameters (Tab. 6).
 
     python -m benchmarks.dcac_step --scale=tiny --out=benchmarks/results/dcac_step_cpu.json
+    python -m benchmarks.dcac_step --scale=sd15 --params_only \
+        --out=benchmarks/results/dcac_params_sd15.json          # Tab. 6's parameter counts, any machine
     python -m benchmarks.dcac_step --scale=sd15 --variants=lora --dtype=bfloat16 --batch=64 \
         --out=benchmarks/results/dcac_step_<device>.json        # a GPU: the paper's setting
 
@@ -24,6 +26,8 @@ from benchmarks.train_step import time_method
 from jreid.core import partition
 from jreid.models import latent_diffusion
 
+PAPER_PARAMS = {"none": 85.94e6, "frozen": 86.51e6, "lora": 89.01e6, "partial1": 599.37e6,
+                "partial2": 696.41e6, "full": 946.03e6}  # Tab. 6, trainable
 SCALES = {"sd15": dict(config="configs/dcac.py", preset="sd15", classes=751, batch=64, vae_size=128),
           "tiny": dict(config="configs/dcac.py:smoke", preset="tiny", classes=16, batch=16, vae_size=16)}
 
@@ -78,6 +82,8 @@ def main():
   parser.add_argument("--batch", type=int, default=0, help="default: the scale's")
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--remat", action="store_true")
+  parser.add_argument("--params_only", action="store_true",
+                      help="count trainable parameters only (free at any scale: no step is run)")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   scale = SCALES[args.scale]
@@ -85,6 +91,11 @@ def main():
   rows = {}
   for variant in args.variants.split(","):
     config = dcac_config(scale, variant, args.dtype, batch, args.remat)
+    if args.params_only:
+      rows[variant] = {"trainable_params": trainable_params(config, scale["classes"]),
+                       "paper_trainable_params": PAPER_PARAMS.get(variant) if args.scale == "sd15" else None}
+      print(f"{variant:9s} {rows[variant]['trainable_params'] / 1e6:8.2f}M trainable", flush=True)
+      continue
     first, median = time_method(config, random_batch(config, scale["classes"], batch),
                                 (config.data.height, config.data.width, 3), scale["classes"], args.steps)
     stats = jax.devices()[0].memory_stats() or {}

@@ -5,8 +5,11 @@ The variants are the paper's Tab. 5 (`dcac.diffusion`):
   none      no diffusion branch: the baseline ReID model (ID loss + PCL);
   frozen    the pre-trained UNet, nothing of it trained (only the prompts, through c);
   lora      LoRA adapters on its attention projections (`jreid.models.lora`);
-  partial1  its output blocks train (diffusers' `up_blocks` and the output conv);
-  partial2  its middle and output blocks train;
+  partial1  its output blocks train (diffusers' `up_blocks`, the output norm and conv) and
+            the time embedding: the paper's Tab. 6 counts (599.37M, 696.41M trainable)
+            are these plus its ReID model and prompts, and 2.05M short without the
+            time embedding's two dense layers;
+  partial2  its middle and output blocks (and the time embedding) train;
   full      all of it trains, from the pre-trained weights;
   scratch   all of it trains, from a random init.
 
@@ -31,7 +34,7 @@ from jreid.models import latent_diffusion, lora
 VARIANTS = ("none", "frozen", "lora", "partial1", "partial2", "full", "scratch")
 
 # Path regexes of the UNet leaves each variant trains ("" trains none, ".*" all).
-_OUTPUT = r"(up_blocks_\d+|conv_norm_out|conv_out)/.*"
+_OUTPUT = r"(up_blocks_\d+|conv_norm_out|conv_out|time_embedding)/.*"
 TRAINABLE = {"none": "", "frozen": "", "lora": "", "partial1": _OUTPUT,
              "partial2": rf"(mid_block/.*|{_OUTPUT})", "full": ".*", "scratch": ".*"}
 

@@ -124,8 +124,8 @@ def test_frozen_unet_weights_are_never_in_the_state(synth_root, variant, trained
   assert set(state.params) == trained
   if variant == "partial1":
     paths = partition.paths(state.params["unet"])
-    assert paths and all(p.split("/")[0] in ("up_blocks_0", "up_blocks_1", "conv_norm_out", "conv_out")
-                         for p in paths)
+    output = ("up_blocks_0", "up_blocks_1", "conv_norm_out", "conv_out", "time_embedding")
+    assert paths and all(p.split("/")[0] in output for p in paths)
     frozen = partition.paths(run.constants)
     assert not set(frozen) & set(paths) and any(p.startswith("down_blocks_0/") for p in frozen)
   elif variant == "lora":
