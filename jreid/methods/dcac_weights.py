@@ -111,7 +111,7 @@ class DiffusionSource:
 
   def encoder(self):
     """(B, S, S, 3) images in [-1, 1] -> the VAE posterior's (mean, logvar), NCHW, jitted."""
-    vae, params = self.vae(), self.vae_params()
+    vae, params = self.vae(), jax.device_put(self.vae_params())  # on the device once, not per batch
     encode = jax.jit(lambda p, x: latent_diffusion.posterior(vae, p, x))
     return lambda images: jax.device_get(encode(params, jnp.asarray(images)))
 
