@@ -21,7 +21,7 @@ from benchmarks.common import run_main
 
 PRESETS = ("baseline", "sbs", "mgn", "pcb", "distill", "dasa", "upreid", "upreid:smoke_moco",
            "upreid:smoke_cc", "upreid:smoke_icc", "upreid:smoke_no_hm", "vit", "transreid_ssl",
-           "cluster_contrast")
+           "cluster_contrast", "dcac")
 TIMING_KEYS = ("img_per_s",)
 
 
