@@ -37,8 +37,7 @@ later parts still run):
 * `input_pipeline`: the grain pipeline (decode, resize to 256x128, flip, pad-crop,
   erase, normalise) per thread/worker setting, next to the float32 step's needs.
 
-The parts run in `BUDGETS`' (priority) order. A train part with two dtypes prints each
-row as it lands, so one killed at its budget reports those it finished (`partial`).
+Parts run in `BUDGETS`' order; a two-dtype part killed at its budget keeps its rows (`partial`).
 
 The JAX parts share one fresh persistent compilation cache under the
 scratch folder. No two parts run the same program (the state's init is the
@@ -69,7 +68,7 @@ from benchmarks.common import REPO, load_config
 # each, warm-cache ~20, torch eager ~30, evaluation + rerank + pipeline ~80, ViT-B ~90, DINO ~120-150,
 # DCAC ~90 -> ~560 s: past the 510 s, so the torch.compile parts run in a second call
 # (`device_run.sh --parts=...`). 510 s keeps device_run.sh's call at 540 s (install and start-up in
-# the other 30), under the 600 s a call may run, with ~4 of 15 device minutes left for a rerun.
+# the other 30), under the 600 s a call may run, leaving ~4 of 15 device minutes for a rerun.
 BUDGETS = {
     "probe": 60,
     "train_jreid_float32": 150,
@@ -86,8 +85,7 @@ BUDGETS = {
     "train_torch_compile_bfloat16": 180,
 }
 QUICK_BUDGET = 60
-# --quick's exceptions: the DINO and DCAC (UNet) steps with their inits compile cold in ~35-55 s here.
-QUICK_BUDGETS = {"train_dino_jreid": 120, "train_dcac_jreid": 120}
+QUICK_BUDGETS = {"train_dino_jreid": 120, "train_dcac_jreid": 120}  # cold compiles of ~35-65 s here
 TOTAL_BUDGET = 510  # the whole full suite: 8.5 min, inside the 9-min device call of device_run.sh
 LUPERSON_IMAGES = 4_180_243  # the pool DINO's epoch-based schedules resolve against (luperson.py)
 PART_ARGS = {"train_jreid_float32": ("jreid", "float32"), "train_jreid_bfloat16": ("jreid", "bfloat16"),
@@ -422,6 +420,8 @@ def table(result: dict) -> str:
       best = max(part["settings"], key=lambda row: row["images_per_s"])
       lines.append(f"  {name:32s} best {best['images_per_s']:.0f} img/s "
                    f"(threads {best['threads']}, workers {best['workers']})")
+    elif name == "train_dcac_jreid":
+      lines.append(f"  {name:32s} {part['step_ms']:.1f} ms/step ({part['variant']}, {part['dtype']})")
     else:
       lines.append(f"  {name:32s} {part['backend']} x{part['device_count']}, jax {part['versions']['jax']}, "
                    f"torch {part['versions']['torch']}")

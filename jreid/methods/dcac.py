@@ -225,12 +225,16 @@ def validate(config) -> None:
   s = config.dcac
   if s.beta_end <= s.beta_start:
     raise ConfigError(f"dcac.beta_end={s.beta_end} must exceed dcac.beta_start={s.beta_start}")
+  check_identity_batches(config)
+
+
+def check_weights(s) -> None:
+  """At build, not in validate: a paper preset names no folder until the user gives one."""
   if s.diffusion not in ("none", "scratch") and not s.weights:
     raise ConfigError(
         f"dcac.diffusion={s.diffusion!r} starts from pre-trained diffusion weights: set "
         "dcac.weights to a diffusers-format folder (holding unet/ and vae/, e.g. "
         "stable-diffusion-v1-5), or to 'random' for tests")
-  check_identity_batches(config)
 
 
 def build(config, num_classes: int, make_update) -> base.Method:
@@ -239,6 +243,7 @@ def build(config, num_classes: int, make_update) -> base.Method:
   model = build_model(config.model, num_classes)
   source = denoiser = condition = None
   if s.diffusion != "none":
+    check_weights(s)
     source = DiffusionSource.from_config(config)
     source.check_files()
     denoiser = _denoiser(s, source)
