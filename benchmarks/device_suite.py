@@ -32,6 +32,10 @@ later parts still run):
 * `train_dcac_jreid`: one DCAC step (`benchmarks/dcac_step.py`: CLIP
   ViT-B/16 + SD-1.5's UNet with LoRA, bfloat16, batch 64; the paper's Tab. 6:
   578 ms on an RTX A6000);
+* `train_multiprocess`: data-parallel training with one process per local
+  GPU (`launch/local_multiprocess.sh`, `benchmarks/multiprocess_step.py`)
+  against one process over the same GPUs: images/s and the largest loss
+  difference (quick: 2 CPU processes of 1 device each, the smoke run);
 * `evaluation`, `rerank`: Market-1501-scale cosine distances and k-reciprocal
   re-ranking (JAX device; `evaluate_rank` and the sparse re-ranking work in numpy);
 * `input_pipeline`: the grain pipeline (decode, resize to 256x128, flip, pad-crop,
@@ -60,6 +64,7 @@ import time
 import numpy as np
 
 from benchmarks.common import REPO, load_config
+from benchmarks.device_table import table
 
 # Each part's budget in seconds (full mode; --quick uses QUICK_BUDGET(S)), in run order: a suite
 # cut short by TOTAL_BUDGET loses the last parts, so jreid's steps go before the two torch.compile
@@ -81,11 +86,12 @@ BUDGETS = {
     "train_vit_jreid": 150,
     "train_dino_jreid": 150,  # bfloat16 lands first; float32 if the cap allows (`partial` otherwise)
     "train_dcac_jreid": 150,  # SD-1.5 UNet + CLIP ViT-B/16, LoRA, bf16, batch 64 (DCAC Tab. 6)
+    "train_multiprocess": 150,  # one process per local GPU vs one process (SynthPerson small)
     "train_torch_compile_float32": 180,
     "train_torch_compile_bfloat16": 180,
 }
 QUICK_BUDGET = 60
-QUICK_BUDGETS = {"train_dino_jreid": 120, "train_dcac_jreid": 120}  # cold compiles of ~35-65 s here
+QUICK_BUDGETS = {"train_dino_jreid": 120, "train_dcac_jreid": 120, "train_multiprocess": 120}  # cold compiles of ~35-65 s here
 TOTAL_BUDGET = 510  # the whole full suite: 8.5 min, inside the 9-min device call of device_run.sh
 LUPERSON_IMAGES = 4_180_243  # the pool DINO's epoch-based schedules resolve against (luperson.py)
 PART_ARGS = {"train_jreid_float32": ("jreid", "float32"), "train_jreid_bfloat16": ("jreid", "bfloat16"),
@@ -248,6 +254,11 @@ def part_train_dcac(sizes, scratch) -> dict:
   return dcac_step.device_row(**sizes["dcac"], steps=sizes["steps"])
 
 
+def part_train_multiprocess(sizes, scratch) -> dict:
+  from benchmarks import multiprocess_step
+  return multiprocess_step.device_row(quick=sizes is QUICK, scratch=scratch)
+
+
 def _timed(fn, *args, **kwargs):
   start = time.perf_counter()
   result = fn(*args, **kwargs)
@@ -332,7 +343,8 @@ def run_part(name: str, sizes: dict, scratch: str) -> dict:
   if name in PART_ARGS:
     return part_train(sizes, scratch, *PART_ARGS[name])
   return {"evaluation": part_evaluation, "rerank": part_rerank, "input_pipeline": part_input_pipeline,
-          "train_dino_jreid": part_train_dino, "train_dcac_jreid": part_train_dcac}[name](sizes, scratch)
+          "train_dino_jreid": part_train_dino, "train_dcac_jreid": part_train_dcac,
+          "train_multiprocess": part_train_multiprocess}[name](sizes, scratch)
 
 
 # ---------------------------------------------------------------- the driver (parent process)
@@ -389,44 +401,6 @@ def ratios(parts: dict) -> dict:
     best = max(row["images_per_s"] for row in pipeline["settings"])
     out["input_pipeline_best_over_train_float32"] = best / train
   return out
-
-
-def _train_rows(name: str, part: dict) -> list[str]:
-  lines = []
-  for dtype, row in part["dtypes"].items():
-    peak = row["peak_device_bytes"]
-    crops = f"  ({row['crops_per_s']:.0f} crops/s)" if "crops_per_s" in row else ""
-    lines.append(f"  {name:32s} {dtype:9s} {row['images_per_s']:9.1f} img/s  first call "
-                 f"{row['first_call_s']:6.1f} s  peak {'-' if peak is None else f'{peak / 2**30:.2f} GiB'}"
-                 f"{crops}")
-  return lines
-
-
-def table(result: dict) -> str:
-  lines = [f"device suite ({'quick' if result['quick'] else 'full'}) on "
-           f"{result['parts'].get('probe', {}).get('device_kind', '?')}"]
-  for name, part in result["parts"].items():
-    if part["status"] != "ok":
-      lines.append(f"  {name:32s} {part['status']} after {part['wall_s']:.0f} s (budget {part['budget_s']:.0f} s)")
-      lines += _train_rows(name, part["partial"]) if "dtypes" in part.get("partial", {}) else []
-    elif "dtypes" in part:
-      lines += _train_rows(name, part)
-    elif name == "evaluation":
-      lines.append(f"  {name:32s} distance {part['distance']['warm_median_s']:.3f} s (first "
-                   f"{part['distance']['first_call_s']:.2f} s), evaluate_rank {part['evaluate_rank']['median_s']:.3f} s")
-    elif name == "rerank":
-      lines.append(f"  {name:32s} {part['warm_s']:.2f} s warm, {part['first_call_s']:.2f} s first call")
-    elif name == "input_pipeline":
-      best = max(part["settings"], key=lambda row: row["images_per_s"])
-      lines.append(f"  {name:32s} best {best['images_per_s']:.0f} img/s "
-                   f"(threads {best['threads']}, workers {best['workers']})")
-    elif name == "train_dcac_jreid":
-      lines.append(f"  {name:32s} {part['step_ms']:.1f} ms/step ({part['variant']}, {part['dtype']})")
-    else:
-      lines.append(f"  {name:32s} {part['backend']} x{part['device_count']}, jax {part['versions']['jax']}, "
-                   f"torch {part['versions']['torch']}")
-  lines += [f"  {key}: {'-' if value is None else f'{value:.2f}'}" for key, value in result["ratios"].items()]
-  return "\n".join(lines)
 
 
 def default_out(device_kind: str, quick: bool) -> pathlib.Path:

@@ -5,6 +5,8 @@ over the *global* batch, so 1 device and N devices run the same mathematics.
 """
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -45,16 +47,37 @@ def check_divisible(batches: dict[str, int]) -> None:
                         f"(jax.device_count(): a batch splits evenly over the devices)")
 
 
+def process_layout() -> dict:
+  """num_processes / process_id from JAX_NUM_PROCESSES / JAX_PROCESS_ID, where set.
+
+  JAX itself reads only JAX_COORDINATOR_ADDRESS from the environment (SLURM, MPI
+  and TPU pods give it the rest); a hand-started group of processes, as
+  launch/local_multiprocess.sh starts, names each process with these two.
+  """
+  layout = {}
+  for key, name in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID")):
+    value = os.environ.get(name)
+    if value is None:
+      continue
+    if not value.isdigit():
+      raise ConfigError(f"{name}={value!r} must be a whole number (the {key.replace('_', ' ')})")
+    layout[key] = int(value)
+  return layout
+
+
 def maybe_initialize_distributed(enabled: bool) -> None:
-  """Multi-host start (SLURM/TPU pods); JAX reads coordinator and process ids from the environment.
+  """Multi-process start (SLURM/TPU pods/localhost); the coordinator and process ids come from the environment.
 
   Once per process: `jreid.protocols.run` starts it before the protocol, the loop again per run.
+  CPU processes exchange their collectives through gloo (XLA's CPU default has none across processes).
   """
   if not enabled or jax.distributed.is_initialized():
     return
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
-    jax.distributed.initialize()
+    jax.distributed.initialize(**process_layout())
   except (ValueError, RuntimeError) as err:  # no cluster found, or JAX already running
     raise ConfigError(f"config.distributed=True, but jax.distributed.initialize() failed: "
                       f"{' '.join(str(err).split())} (it reads the coordinator from SLURM / a TPU pod "
-                      "/ JAX_COORDINATOR_ADDRESS; set config.distributed=False on one host)") from None
+                      "/ JAX_COORDINATOR_ADDRESS with JAX_NUM_PROCESSES and JAX_PROCESS_ID; set "
+                      "config.distributed=False on one host)") from None

@@ -285,16 +285,26 @@ def batches(stream: HostStream, load, num_threads: int, workers: int) -> grain.I
 
 
 def test_batches(records: Sequence[Record], *, options: ImageOptions, batch_size: int,
-                 num_threads: int = 2):
-  """Ordered batches of {'image', 'valid'}; the last one is zero-padded to `batch_size`."""
+                 num_threads: int = 2, host: int = 0, num_hosts: int = 1):
+  """Ordered batches of {'image', 'valid'}; the last one is zero-padded to `batch_size`.
+
+  Each of `num_hosts` hosts reads only its slice of every batch (host h: images
+  h*local..(h+1)*local-1 of it, local = batch_size / num_hosts), the part its
+  devices embed: no host decodes the whole test set.
+  """
+  if batch_size % num_hosts:
+    raise ConfigError(f"eval.batch_size={batch_size} must divide over {num_hosts} hosts")
+  local = batch_size // num_hosts
   padded = len(records) + (-len(records)) % batch_size
 
-  def load(index):
+  def load(position):
+    batch, offset = divmod(position, local)
+    index = batch * batch_size + host * local + offset
     if index >= len(records):
       return {"image": np.zeros((options.height, options.width, 3), np.float32),
               "valid": np.bool_(False)}
     return {"image": load_test(records[index], options), "valid": np.bool_(True)}
 
-  dataset = grain.MapDataset.range(padded).map(load).batch(batch_size)
-  read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=batch_size)
+  dataset = grain.MapDataset.range(padded // num_hosts).map(load).batch(local)
+  read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=local)
   return dataset.to_iter_dataset(read)

@@ -41,17 +41,15 @@ from jreid.evaluation.single_shot import evaluate_single_shot
 
 def extract_features(features_fn: Callable, state, records: list[Record], *, mesh,
                      options: pipeline.ImageOptions, batch_size: int) -> np.ndarray:
-  """Embeddings of `records` in order; every host computes its slice of each batch."""
+  """Embeddings of `records` in order, on every host; each host reads and embeds its slice."""
   devices = mesh.devices.size
   batch_size = -(-batch_size // devices) * devices
-  hosts, host = jax.process_count(), jax.process_index()
-  local = batch_size // hosts
   chunks = []
-  for batch in pipeline.test_batches(records, options=options, batch_size=batch_size):
-    images = batch["image"][host * local:(host + 1) * local]
-    embeddings = jax.device_get(features_fn(state, sharding.global_batch(images, mesh)))
-    chunks.append(np.asarray(embeddings)[batch["valid"]])
-  return np.concatenate(chunks).astype(np.float32)
+  for batch in pipeline.test_batches(records, options=options, batch_size=batch_size,
+                                     host=jax.process_index(), num_hosts=jax.process_count()):
+    embeddings = jax.device_get(features_fn(state, sharding.global_batch(batch["image"], mesh)))
+    chunks.append(np.asarray(embeddings))  # replicated: the whole batch, padding last
+  return np.concatenate(chunks)[:len(records)].astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -80,6 +80,28 @@ def test_test_batches_keep_order_and_pad(market_root):
   assert np.allclose(images[3], pipeline.load_test(records[3], OPTIONS))
 
 
+def test_each_host_reads_only_its_slice_of_every_test_batch(market_root, monkeypatch):
+  records = datasets.get("market1501", market_root).gallery  # 25 images: the last batch is padded
+  whole = list(pipeline.test_batches(records, options=OPTIONS, batch_size=8))
+  slices = [list(pipeline.test_batches(records, options=OPTIONS, batch_size=8, host=h, num_hosts=2))
+            for h in range(2)]
+  read = []  # which records host 1 decodes
+  original = pipeline.load_test
+  monkeypatch.setattr(pipeline, "load_test",
+                      lambda record, options: read.append(record) or original(record, options))
+  list(pipeline.test_batches(records, options=OPTIONS, batch_size=8, host=1, num_hosts=2,
+                             num_threads=1))
+  expected = [records[b * 8 + 4 + i] for b in range(4) for i in range(4) if b * 8 + 4 + i < 25]
+  assert read == expected
+  assert len(slices[0]) == len(slices[1]) == len(whole) == 4
+  for batch, first, second in zip(whole, *slices):
+    for key in ("image", "valid"):
+      assert first[key].shape[0] == second[key].shape[0] == 4
+      assert np.array_equal(np.concatenate([first[key], second[key]]), batch[key])
+  with pytest.raises(ConfigError, match="eval.batch_size=7 must divide over 2 hosts"):
+    pipeline.test_batches(records, options=OPTIONS, batch_size=7, host=0, num_hosts=2)
+
+
 def test_unreadable_image_names_the_file(market_root):
   records = datasets.get("market1501", market_root).train
   broken = records[0].path
