@@ -50,6 +50,11 @@ def test_quick_suite_measures_every_part(tmp_path):
   assert (dcac["scale"], dcac["variant"], dcac["batch"]) == ("tiny", "lora", 16)
   assert dcac["images_per_s"] == pytest.approx(1000 * 16 / dcac["step_ms"])
   assert dcac["trainable_params"] > 0 and dcac["first_call_s"] > 0
+  spread = parts["train_multiprocess"]  # 2 CPU processes x 1 device vs 1 process x 2 devices
+  assert (spread["processes"], spread["devices"]) == (2, "cpu x2")
+  assert len(spread["multi_process"]["losses"]) == len(spread["one_process"]["losses"]) == 8
+  assert spread["max_loss_diff"] <= 1e-4 * max(spread["one_process"]["losses"])
+  assert "2 processes" in printed and "max loss diff" in printed
   assert parts["evaluation"]["shapes"] == list(device_suite.QUICK["eval"][:3])
   assert parts["rerank"]["finite"]
   assert [(r["threads"], r["workers"]) for r in parts["input_pipeline"]["settings"]] == \
