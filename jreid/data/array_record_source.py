@@ -12,15 +12,19 @@ would give (the name for display, CFS subset lists and caches) and `stored` read
 the bytes from the build. The pipeline decodes those bytes with the same PIL call,
 so images, sampling and augmentation are those of a folder run.
 
-Reading needs tensorflow-datasets and array_record, not TensorFlow: the build is
-opened by `tfds.builder_from_directory` and read through its numpy data source
-with the image left undecoded (`tfds.decode.SkipDecoding`).
+Reading needs tensorflow-datasets and array_record, not TensorFlow: the build's
+`dataset_info.json` is read by `tfds.builder_from_directory`, its examples by
+array_record's `ArrayRecordDataSource` (the random-access source grain reads),
+each a tf.train.Example parsed with tfds' bundled proto for the fields jreid
+uses. (`tfds.data_source` reads the same examples but decodes every field in
+Python, 4-5x slower an image; tests/data/test_tfds.py checks both agree.)
 """
 from __future__ import annotations
 
 import dataclasses
 import pathlib
 import threading
+from typing import Sequence
 
 from jreid.data.records import Record, Split
 from jreid.errors import ConfigError, DatasetLayoutError
@@ -142,39 +146,54 @@ def _check_metadata(build: Build, info, directory: pathlib.Path) -> None:
 class SplitImages:
   """Image bytes of one split of a build, by example index.
 
-  The tfds data source is opened on first use in each process (a grain worker
-  receives only the folder and the split name), once even when threads race.
+  array_record's data source over the split's shard files (in order), opened on
+  first use in each process (a grain worker receives only the file names), once
+  even when threads race.
   """
 
-  def __init__(self, directory: pathlib.Path, split: str):
-    self.directory, self.split = directory, split
+  def __init__(self, directory: pathlib.Path, split: str, files: Sequence[str]):
+    self.directory, self.split, self.files = directory, split, tuple(files)
     self._source = None
     self._lock = threading.Lock()
 
   def __getstate__(self):
-    return {"directory": self.directory, "split": self.split}
+    return {"directory": self.directory, "split": self.split, "files": self.files}
 
   def __setstate__(self, state):
-    self.__init__(state["directory"], state["split"])
+    self.__init__(state["directory"], state["split"], state["files"])
 
   def source(self):
     if self._source is None:
       with self._lock:
         if self._source is None:
-          self._source = _open(self.directory)[self.split]
+          from array_record.python.array_record_data_source import ArrayRecordDataSource
+          self._source = ArrayRecordDataSource([str(self.directory / f) for f in self.files])
     return self._source
 
   def __len__(self) -> int:
     return len(self.source())
 
   def __getitem__(self, index: int) -> bytes:
-    return self.source()[index]["image"]
+    return _parse(self.source()[index]).feature["image"].bytes_list.value[0]
+
+  def rows(self, chunk: int = 512):
+    """(file name, pid, camid, domain) of every example, in order."""
+    source = self.source()
+    for start in range(0, len(source), chunk):
+      for raw in source.__getitems__(range(start, min(start + chunk, len(source)))):
+        f = _parse(raw).feature
+        yield (f["file_name"].bytes_list.value[0].decode(), f["pid"].int64_list.value[0],
+               f["camid"].int64_list.value[0], f["domain"].int64_list.value[0])
 
 
-def _open(directory: pathlib.Path) -> dict:
-  import tensorflow_datasets as tfds  # the `tfds` extra
-  builder = tfds.builder_from_directory(str(directory))
-  return builder.as_data_source(decoders={"image": tfds.decode.SkipDecoding()})
+def _parse(raw: bytes):
+  """The features of a serialized tf.train.Example, by tfds' own proto (no TensorFlow).
+
+  tfds' numpy data source would decode every feature of the example in Python
+  (~250 us an image); the image's bytes alone take a few microseconds.
+  """
+  from tensorflow_datasets.proto import tf_example_pb2  # the `tfds` extra
+  return tf_example_pb2.Example.FromString(raw).features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,18 +211,10 @@ class StoredImage:
     return f"{self.images.directory}:{self.images.split}:{self.index}"
 
 
-def _records(build: Build, images: SplitImages, root, domain: int,
-             chunk: int = 512) -> list[Record]:
-  source, records = images.source(), []
-  for start in range(0, len(source), chunk):
-    rows = source.__getitems__(range(start, min(start + chunk, len(source))))
-    for offset, row in enumerate(rows):
-      name = row["file_name"]
-      name = name.decode() if isinstance(name, bytes) else str(name)
-      records.append(Record(build.path(root, name), int(row["pid"]), int(row["camid"]),
-                            int(row["domain"]) + domain,
-                            stored=StoredImage(images, start + offset)))
-  return records
+def _records(build: Build, images: SplitImages, root, domain: int) -> list[Record]:
+  return [Record(build.path(root, name), int(pid), int(camid), int(stored_domain) + domain,
+                 stored=StoredImage(images, index))
+          for index, (name, pid, camid, stored_domain) in enumerate(images.rows())]
 
 
 def get(name: str, tfds_dir: str | pathlib.Path, root: str | pathlib.Path, *,
@@ -219,7 +230,12 @@ def get(name: str, tfds_dir: str | pathlib.Path, root: str | pathlib.Path, *,
   if missing:
     raise DatasetLayoutError(f"{directory} has splits {sorted(splits)}, not {missing}: rebuild "
                              f"with {build_command(build)}")
-  read = lambda split: (_records(build, SplitImages(directory, split), root, domain)
-                        if split in splits else [])
+
+  def read(split):
+    if split not in splits:
+      return []
+    return _records(build, SplitImages(directory, split, info.splits[split].filenames), root,
+                    domain)
+
   train = [r for split in build.train for r in read(split)]
   return Split(train=train, query=read("query"), gallery=read("gallery"))

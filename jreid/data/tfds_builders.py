@@ -60,6 +60,7 @@ class _ReidBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                                         **self._metadata()))
 
   def _split_generators(self, dl_manager):
+    # Not `dl_manager.manual_dir`: it raises a bare AssertionError for a missing folder.
     folder = manual_folder(dl_manager._manual_dir, self.name)  # pylint: disable=protected-access
     return {name: self._generate_examples(folder, records)
             for name, records in self.splits(folder).items() if records}

@@ -86,6 +86,25 @@ def test_records_and_images_equal_the_folder_reader(built, name):
   assert stored == folder  # `stored` takes no part in equality
 
 
+@pytest.mark.parametrize("name", ["cuhk03_detected", "synth_tiny_multi/pool"])
+def test_tfds_own_reader_sees_the_same_examples(built, name):
+  """tfds' numpy data source (its own decoding, PIL) agrees with jreid's array_record reading."""
+  import tensorflow_datasets as tfds
+  root, tfds_dir = built
+  build = array_record_source.build_of(name)
+  reference = tfds.builder_from_directory(str(build.directory(tfds_dir))).as_data_source()
+  split = array_record_source.get(name, tfds_dir, root)
+  for part in ("train", "query", "gallery"):
+    records = getattr(split, part)
+    assert len(records) == (len(reference[part]) if part in reference else 0)
+    for index, record in enumerate(records):
+      example = reference[part][index]
+      assert (record.pid, record.camid, record.domain) == \
+          (example["pid"], example["camid"], example["domain"])
+      assert record.path.endswith("/" + example["file_name"].decode())
+      assert np.array_equal(transforms.decode_record(record), example["image"])
+
+
 def test_the_build_is_read_without_its_folder(built, tmp_path):
   """Moved folders: the images come from the ArrayRecord files; the paths are only names."""
   root, _ = built
