@@ -19,7 +19,7 @@ import numpy as np
 
 from jreid import config_blocks, protocols
 from jreid.core import checkpoint, sharding
-from jreid.data import datasets, transforms
+from jreid.data import sources, transforms
 from jreid.errors import ConfigError, RunNotFoundError
 from jreid.evaluation import retrieval
 from jreid.models.reid import from_flat_config
@@ -181,7 +181,7 @@ class Run:
     query expansion, re-ranking, ROC, ...); `report` also draws the pictures.
     """
     tests = self.prepared.data.tests  # the run's test sets, already parsed
-    split = tests[name] if name in tests else datasets.get(name, self.config.data.root)
+    split = tests[name] if name in tests else sources.get(name, self.config.data)
     return retrieval.evaluate_split(
         self.features_fn, self.state, split, mesh=self.prepared.mesh, options=self.prepared.options,
         batch_size=self.config.eval.batch_size, metric=self.config.eval.metric, report=report,

@@ -25,6 +25,8 @@ from jreid.errors import ConfigError
 def data(*, train: str, test: str, root: str, height: int, width: int) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       root=root,              # real sets live in their usual sub-folder; synth_* are generated here
+      format="folder",        # "folder": read images under root; "tfds": jreid's tensorflow-datasets
+      tfds_dir="~/tensorflow_datasets",  # ... ArrayRecord builds here (jreid.tools.tfds_build)
       train=train,            # comma-separated dataset names, combined with offset ids
       test=test,              # comma-separated; each evaluated on its own
       height=height, width=width,
@@ -53,6 +55,8 @@ def data(*, train: str, test: str, root: str, height: int, width: int) -> ml_col
 _PIXELS = Float(0, 1)  # a channel value as a fraction of 255 (transforms.normalize)
 DATA_RULES = dict(
     root=Str(), train=Str(), test=Str(),  # names: jreid.data.datasets checks them when it reads them
+    format=OneOf("folder", "tfds"),  # jreid.data.sources.FORMATS
+    tfds_dir=Str(),
     height=Int(1), width=Int(1),
     train_subset=Str(), train_subset_fraction=Float(0, 1, open_low=True),
     flip_p=Probability(), padding=Int(0), erase_p=Probability(),

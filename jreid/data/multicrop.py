@@ -84,6 +84,6 @@ def multicrop_dataset(records: Sequence[Record], *, spec: MultiCrop, batch_size:
 
   def load(item):
     position, index = item
-    return views(transforms.decode(records[index].path), spec, seed, position)
+    return views(transforms.decode_record(records[index]), spec, seed, position)
 
   return pipeline.batches(stream, load, num_threads, workers)

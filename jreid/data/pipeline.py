@@ -146,13 +146,13 @@ class _Donors:
     return len(self.records)
 
   def __getitem__(self, index: int) -> np.ndarray:
-    return transforms.resize(transforms.decode(self.records[index].path), self.size)
+    return transforms.resize(transforms.decode_record(self.records[index]), self.size)
 
 
 def load_train(record: Record, options: ImageOptions, rng: np.random.Generator,
                donors: Sequence[Record] = ()) -> np.ndarray:
   """One training image; `donors` are the records random patch may cut occluders from."""
-  return augment_train(transforms.decode(record.path), options, rng, donors)
+  return augment_train(transforms.decode_record(record), options, rng, donors)
 
 
 def augment_train(image: np.ndarray, options: ImageOptions, rng: np.random.Generator,
@@ -177,7 +177,7 @@ def augment_train(image: np.ndarray, options: ImageOptions, rng: np.random.Gener
 
 
 def load_test(record: Record, options: ImageOptions) -> np.ndarray:
-  return prepare_test(transforms.decode(record.path), options)
+  return prepare_test(transforms.decode_record(record), options)
 
 
 def prepare_test(image: np.ndarray, options: ImageOptions) -> np.ndarray:
@@ -266,7 +266,7 @@ def view_dataset(records: Sequence[Record], *, options: ImageOptions, batch_size
 
   def load(item):
     global_position, index = item
-    image = transforms.decode(records[index].path)
+    image = transforms.decode_record(records[index])
     views = {name: augment_train(image, options, np.random.default_rng([seed, global_position, v]))
              for v, name in enumerate(("query", "key"))}
     return {"original": prepare_test(image, options), **views}

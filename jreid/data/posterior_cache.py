@@ -36,9 +36,13 @@ def vae_input(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def digest(records: Sequence[Record], vae_digest: str, size: int) -> str:
-  """Names the cache: every image's path, byte size and mtime, the VAE's identity and the size."""
+  """Names the cache: every image's path, byte size and mtime (a stored image: where its build
+  keeps it, `stored.fingerprint`), the VAE's identity and the size."""
   h = hashlib.sha1(f"{vae_digest}|{size}|{len(records)}".encode())
   for record in records:
+    if record.stored is not None:
+      h.update(f"|{record.path}:{record.stored.fingerprint}".encode())
+      continue
     stat = os.stat(record.path)
     h.update(f"|{record.path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
   return h.hexdigest()[:16]
@@ -66,7 +70,7 @@ def ensure(records: Sequence[Record], *, encode: Encode, vae_digest: str, size: 
   rows = []
   for start in range(0, len(records), batch_size):
     chunk = records[start:start + batch_size]
-    images = np.stack([vae_input(transforms.decode(r.path), size) for r in chunk])
+    images = np.stack([vae_input(transforms.decode_record(r), size) for r in chunk])
     pad = batch_size - len(chunk)  # one batch shape: one compilation
     if pad:
       images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])

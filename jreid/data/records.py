@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-  """One image: where it is, who it shows, which camera took it, which domain it came from."""
+  """One image: where it is, who it shows, which camera took it, which domain it came from.
+
+  `stored`, when set, returns the image file's bytes from where a build keeps
+  them (a tfds ArrayRecord build, `jreid.data.array_record_source`); `path` then
+  only names the image (the path the folder reader would give). It takes no
+  part in equality, so a stored record equals the folder reader's.
+  """
   path: str
   pid: int
   camid: int
   domain: int = 0
+  stored: Callable[[], bytes] | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,6 +6,7 @@ erasing filled with the ImageNet mean, normalise.
 """
 from __future__ import annotations
 
+import io
 import struct
 
 import numpy as np
@@ -25,8 +26,16 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, OverflowError, stru
                  Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
-def decode(path: str) -> np.ndarray:
-  """The image at `path` as HWC uint8 RGB; an `ImageReadError` naming the file if it cannot be.
+def decode_record(record) -> np.ndarray:
+  """`decode` of a `Record`'s image: its stored bytes where it has them (a tfds build), else its path."""
+  if record.stored is None:
+    return decode(record.path)
+  return decode(io.BytesIO(record.stored()), name=record.path)
+
+
+def decode(path, name: str | None = None) -> np.ndarray:
+  """The image at `path` (or in a file object) as HWC uint8 RGB; an `ImageReadError` naming the
+  file (`name`, else `path`) if it cannot be.
 
   A header claiming more than `PIL.Image.MAX_IMAGE_PIXELS` pixels (PIL warns,
   and decodes up to twice that) is refused as well: no person crop is that
@@ -42,8 +51,8 @@ def decode(path: str) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
   except DECODE_ERRORS as err:
     bomb = isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning))
-    raise ImageReadError(f"cannot read image {path}: {err}{_BOMB_HINT if bomb else ''}") from None
-  raise ImageReadError(f"cannot read image {path}: its header claims {width}x{height} = "
+    raise ImageReadError(f"cannot read image {name or path}: {err}{_BOMB_HINT if bomb else ''}") from None
+  raise ImageReadError(f"cannot read image {name or path}: its header claims {width}x{height} = "
                        f"{width * height} pixels, more than the limit of {limit}{_BOMB_HINT}")
 
 

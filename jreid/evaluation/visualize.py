@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from jreid.data.records import Record
-from jreid.data.transforms import decode, resize
+from jreid.data.transforms import decode_record, resize
 
 
 def _pyplot():
@@ -31,7 +31,7 @@ WRONG_COLOUR = (210, 30, 30)
 
 def _tile(record: Record, size: tuple[int, int], colour, caption: str, border: int = 4) -> Image.Image:
   height, width = size
-  image = Image.fromarray(resize(decode(record.path), size))
+  image = Image.fromarray(resize(decode_record(record), size))
   tile = Image.new("RGB", (width + 2 * border, height + 2 * border + 14), "white")
   tile.paste(Image.new("RGB", (width + 2 * border, height + 2 * border), colour), (0, 0))
   tile.paste(image, (border, border))

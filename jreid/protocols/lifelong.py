@@ -30,7 +30,7 @@ import pathlib
 import jax
 
 from jreid.core import partition, paths, reporting, sharding
-from jreid.data import datasets
+from jreid.data import sources
 from jreid.errors import ConfigError
 from jreid.evaluation import routing
 from jreid.evaluation.retrieval import evaluate_split
@@ -171,7 +171,7 @@ def run(config, workdir: str | pathlib.Path) -> dict:
   check_config(config)
   domains = [name for step in steps for name in step.datasets]
   unseen = _names(config.lifelong.unseen)
-  splits = {name: datasets.get(name, config.data.root) for name in domains + unseen}
+  splits = {name: sources.get(name, config.data) for name in domains + unseen}
   results = {"strategy": config.lifelong.strategy, "domains": domains, "unseen_domains": unseen,
              "unseen_policy": config.lifelong.unseen_policy, "steps": []}
   banks, camera_domains = [], {}

@@ -25,7 +25,7 @@ import numpy as np
 from jreid import config_blocks, methods
 from jreid.convert.load import LoadReport, load_torch_weights, resized_and_skipped
 from jreid.core import checkpoint, partition, paths, reporting, sharding
-from jreid.data import datasets, pipeline, subsets
+from jreid.data import pipeline, sources, subsets
 from jreid.data.records import Record, Split, combine, relabel
 from jreid.errors import CheckpointMismatchError, ConfigError, EvaluationError
 from jreid.evaluation.retrieval import (PostProcessing, ReportOptions, check_split, evaluate_split,
@@ -48,7 +48,7 @@ def load_data(config) -> RunData:
   """Parses each named dataset once, even when it is both a training and a test set."""
   names = lambda text: [n.strip() for n in text.split(",") if n.strip()]
   train_names, test_names = names(config.data.train), names(config.data.test)
-  splits = {name: datasets.get(name, config.data.root)
+  splits = {name: sources.get(name, config.data)
             for name in dict.fromkeys(train_names + test_names)}
   train = combine([splits[name] for name in train_names]).train
   if config.data.get("train_subset"):  # a CFS subset (jreid.data.subsets)

@@ -137,6 +137,7 @@ def test_every_field_of_a_section_has_a_rule_and_its_default_fits(name, section,
 
 def test_name_lists_are_the_tables_that_resolve_them():
   from jreid.core.precision import COMPUTE_DTYPES
+  from jreid.data.sources import FORMATS
   from jreid.evaluation.distance import METRICS
   from jreid.losses.objective import MARGIN_SOFTMAXES
   from jreid.models.layers import CONV_IMPLS
@@ -150,6 +151,7 @@ def test_name_lists_are_the_tables_that_resolve_them():
   assert names(config_blocks.EVAL_RULES["metric"]) == sorted(METRICS)
   assert names(config_blocks.TRAIN_RULES["compute_dtype"]) == sorted(COMPUTE_DTYPES)
   assert names(config_blocks.DG_RULES["mode"]) == sorted(MODES)
+  assert names(config_blocks.DATA_RULES["format"]) == sorted(FORMATS)
   assert names(_CONV_IMPLS) == sorted(["auto", *CONV_IMPLS])
 
 
