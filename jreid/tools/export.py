@@ -13,8 +13,11 @@ needs the workdir's config.json and `pip install 'jreid[onnx]'`.
 
 The layout follows the model (the first is the default):
 * ResNets: "fastreid" writes `backbone.*` and `heads.*` as a FastReID `Baseline`
-  holds them; "torchvision" writes the bare backbone (load it into a
-  torchvision ResNet with `strict=False`, which then keeps its own `fc`).
+  holds them, in a .pth under the key "model" as FastReID's checkpoints (its
+  Checkpointer, `MODEL.WEIGHTS=...`, reads that key); "torchvision" writes the
+  bare backbone (load it into a torchvision ResNet with `strict=False`, which
+  then keeps its own `fc`; its stem pool must be `MaxPool2d(3, 2, ceil_mode=True)`
+  for jreid's features). Every BN carries `num_batches_tracked`.
 * ViTs: "timm" writes the bare backbone under timm/DINO names (the ICS stem as
   TransReID-SSL names it), which their `VisionTransformer` loads with
   `strict=True`; "transreid" adds the head as TransReID-SSL's ReID model
