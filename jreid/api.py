@@ -34,7 +34,7 @@ def train(config, workdir: str | pathlib.Path) -> dict:
 SAVED_SECTIONS = ("model", "data", "optim", "train", "eval")  # what rebuilding any run reads
 
 
-def _saved_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
+def saved_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:
   """The run's config.json, upgraded to today's layout and checked as a new run's config is.
 
   Damage (not JSON, not an object, a section missing, a value of the wrong
@@ -100,7 +100,7 @@ def _protocol_hint(workdir: pathlib.Path, config) -> str:
 def load(workdir: str | pathlib.Path) -> "Run":
   """The finished run in `workdir` (its config.json and latest checkpoint)."""
   workdir = pathlib.Path(workdir).expanduser()
-  config = _saved_config(workdir)
+  config = saved_config(workdir)
   if not (workdir / checkpoint.CHECKPOINT_SUBDIR).is_dir():
     raise RunNotFoundError(f"{workdir} has no {checkpoint.CHECKPOINT_SUBDIR}/ folder"
                            + _protocol_hint(workdir, config))

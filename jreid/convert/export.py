@@ -4,8 +4,12 @@ The names and layouts are the model family's weight map's
 (`jreid.convert.maps`): for ResNets torchvision names (with `backbone.` in the
 "fastreid" layout) and FastReID head names; for ViTs the timm/DINO names
 ("timm", or TransReID-SSL's "transreid" with its head); for the CLIP tower
-OpenAI's ("openai"). BN running statistics are included, kernels are in torch's
-layouts. Only the model's `params` and `batch_stats` are written; optimiser
+OpenAI's ("openai"). BN running statistics are included, with torch's `num_batches_tracked` counter
+beside every BN (`with_bn_counters`), kernels are in torch's layouts. A
+"fastreid" `.pth` holds the state dict under `"model"`, as FastReID's
+checkpoints do: its `Checkpointer` (fvcore's) loads `checkpoint.pop("model")`
+(`MODEL.WEIGHTS=... --eval-only`); `.safetensors` files and the other layouts
+are the flat state dict. Only the model's `params` and `batch_stats` are written; optimiser
 state stays behind. A run with an EMA teacher (DINO) exports its teacher, the
 model it evaluates and releases (as `config.init_from` of such a run takes it).
 
@@ -32,6 +36,9 @@ from jreid.convert.torch_names import PARAMS, STATS
 from jreid.errors import CheckpointMismatchError, OutputPathError, WeightsFileError
 
 TORCH_SUFFIXES = (".pth", ".pt")
+# Layouts whose torch file nests the state dict under a key, as that project's checkpoints do.
+NESTED_UNDER = {"fastreid": "model"}
+BN_COUNTER = "num_batches_tracked"
 DINO = "dino"  # a DINO run's checkpoint (teacher + student); one model's variables cannot fill it
 
 
@@ -127,16 +134,21 @@ def _torch_tensors(state: Mapping[str, np.ndarray], out: pathlib.Path) -> dict:
           for name, value in state.items()}
 
 
-def write_state_dict(state: Mapping[str, np.ndarray], out: str | pathlib.Path) -> pathlib.Path:
-  """Writes torch-layout numpy arrays by name; the format follows the suffix of `out`."""
+def write_state_dict(state: Mapping[str, np.ndarray], out: str | pathlib.Path, *,
+                     nested_under: str | None = None) -> pathlib.Path:
+  """Writes torch-layout numpy arrays by name; the format follows the suffix of `out`. A torch
+  file holds them under the key `nested_under` where one is given (safetensors is always flat)."""
   out = pathlib.Path(out).expanduser()
-  state = {name: np.ascontiguousarray(value) for name, value in state.items()}
+  # np.require, not np.ascontiguousarray: that makes a scalar (a BN counter) an array of one.
+  state = {name: np.require(value, requirements=["C"]) for name, value in state.items()}
   if out.suffix == ".safetensors":
     from safetensors.numpy import save_file
     _write(out, state, lambda s, path: save_file(s, path))
   elif out.suffix in TORCH_SUFFIXES:
     import torch  # _torch_tensors said how to install it
-    _write(out, _torch_tensors(state, out), lambda s, path: torch.save(s, path))
+    tensors = _torch_tensors(state, out)
+    content = tensors if nested_under is None else {nested_under: tensors}
+    _write(out, content, lambda s, path: torch.save(s, path))
   else:
     raise WeightsFileError(f"cannot tell the format of {out}: use a name ending in "
                            f"{' or '.join(TORCH_SUFFIXES)} (PyTorch) or .safetensors")
@@ -163,6 +175,23 @@ def write_checkpoint(content: Mapping[str, Mapping[str, np.ndarray]], out: str |
   import torch
   _write(out, tensors, lambda s, path: torch.save(s, path))
   return out
+
+
+def with_bn_counters(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """`state` with `<bn>.num_batches_tracked` (int64 scalar 0) beside every `<bn>.running_mean`.
+
+  torch's BatchNorm keeps that buffer, so with it the file holds exactly the
+  keys of the torch model's `state_dict()`: a strict load of a state dict that
+  carries version metadata (torch only fills the counter in for unversioned
+  ones) and tools comparing key sets pass. jreid counts no batches; 0 is what
+  a fresh torch BN holds, and the counter only matters with `momentum=None`.
+  Readers skip it (each map's `ignored`).
+  """
+  state = dict(state)
+  for name in list(state):
+    if name.endswith(".running_mean"):
+      state.setdefault(name[:-len("running_mean")] + BN_COUNTER, np.zeros((), np.int64))
+  return state
 
 
 def layouts() -> list[str]:
@@ -197,7 +226,9 @@ def export_variables(variables: Mapping, out: str | pathlib.Path, *, layout: str
   if not state:
     raise CheckpointMismatchError(f"{source}: no variable has a PyTorch name in the {layout!r} "
                                   f"layout; found {skipped[:3]}")
-  return ExportResult(write_state_dict(state, out), source, sorted(state), skipped, layout)
+  state = with_bn_counters(state)
+  written = write_state_dict(state, out, nested_under=NESTED_UNDER.get(layout))
+  return ExportResult(written, source, sorted(state), skipped, layout)
 
 
 def _dino_network(weight_map: maps.WeightMap, variables: Mapping, prefix: str, label: str,
@@ -205,6 +236,7 @@ def _dino_network(weight_map: maps.WeightMap, variables: Mapping, prefix: str, l
   """One network's MultiCropWrapper state dict under `prefix`, and its variables left out, each
   `label` + its path (`teacher_` + `params/...`: the checkpoint's own names)."""
   state, skipped = weight_map.to_state_dict(variables, DINO)
+  state = with_bn_counters(state)
   if not any(name.startswith("head.") for name in state):
     raise CheckpointMismatchError(
         f"{source}: layout 'dino' needs DINO's projection head (projector/mlp_*, "

@@ -180,9 +180,9 @@ def test_export_cli_writes_pth_and_safetensors(tmp_path, capsys, jreid_model, jr
   checkpointer.close()
 
   assert export_tool.main(["--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "out" / "m.pth")]) == 0
-  expected, _ = torch_names.to_state_dict(variables, "fastreid")
+  expected = export.with_bn_counters(torch_names.to_state_dict(variables, "fastreid")[0])
   assert f"wrote {len(expected)} tensors" in capsys.readouterr().out
-  written = torch.load(tmp_path / "out" / "m.pth", weights_only=True)
+  written = torch.load(tmp_path / "out" / "m.pth", weights_only=True)["model"]  # FastReID's nesting
   assert sorted(written) == sorted(expected)
   assert all(np.array_equal(written[k].numpy(), v) for k, v in expected.items())
   torch_model = Baseline("resnet18")

@@ -58,6 +58,8 @@ from typing import ClassVar, Sequence, Union
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+from jax import lax
 
 from jreid.errors import ConfigError
 from jreid.models.backbones.non_local import NonLocal
@@ -179,16 +181,22 @@ def stem_max_pool(x: jax.Array, ceil_mode: bool) -> jax.Array:
   `ceil_mode=True` reproduces FastReID, False reproduces torchvision. Ceil
   mode is expressed as -inf padding at the far end only, just enough for the
   last window torch keeps (a window must start inside the input).
+
+  The pool is `lax.reduce_window` itself (what `nn.max_pool` computes): the
+  ONNX exporter (jax2onnx, `jreid.convert.onnx`) replaces `nn.max_pool`
+  while it traces, with a version that takes only "SAME"/"VALID" padding.
   """
   if not ceil_mode:
-    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-  pads = []
-  for n in x.shape[1:3]:
-    out = math.ceil(max(n - 3, 0) / 2) + 1
-    if (out - 1) * 2 >= n:
-      out -= 1
-    pads.append((0, max((out - 1) * 2 + 3 - n, 0)))
-  return nn.max_pool(x, (3, 3), strides=(2, 2), padding=pads)
+    pads = [(1, 1), (1, 1)]
+  else:
+    pads = []
+    for n in x.shape[1:3]:
+      out = math.ceil(max(n - 3, 0) / 2) + 1
+      if (out - 1) * 2 >= n:
+        out -= 1
+      pads.append((0, max((out - 1) * 2 + 3 - n, 0)))
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+                           ((0, 0), *pads, (0, 0)))
 
 
 Block = tuple[int, int]  # (stage 1..4, block index from 0), as in `layer{stage}_{index}`
