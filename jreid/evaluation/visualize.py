@@ -16,12 +16,13 @@ from jreid.data.records import Record
 from jreid.data.transforms import decode_record, resize
 
 
-def _pyplot():
-  """matplotlib on first use (0.4 s of every run's start-up otherwise), drawing to files only."""
-  import matplotlib
-  matplotlib.use("Agg")  # no display on servers and CI
-  import matplotlib.pyplot as plt
-  return plt
+def _figure(figsize=(6, 4)):
+  """A figure and its axes, drawn to files only: matplotlib is imported on first use (0.4 s of
+  every run's start-up otherwise), and pyplot not at all, so neither servers without a display
+  nor a notebook's own backend (its inline plots) are touched."""
+  from matplotlib.figure import Figure
+  figure = Figure(figsize=figsize)
+  return figure, figure.subplots()
 
 
 QUERY_COLOUR = (40, 90, 220)
@@ -91,8 +92,7 @@ def pair_distances(distmat, q_pids, g_pids, q_camids, g_camids) -> tuple[np.ndar
 def save_distance_distribution(distmat, q_pids, g_pids, q_camids, g_camids,
                                path: str | pathlib.Path, *, bins: int = 100) -> pathlib.Path:
   positives, negatives = pair_distances(distmat, q_pids, g_pids, q_camids, g_camids)
-  plt = _pyplot()
-  figure, axes = plt.subplots(figsize=(6, 4))
+  figure, axes = _figure()
   low = min(positives.min(initial=np.inf), negatives.min(initial=np.inf))
   high = max(positives.max(initial=-np.inf), negatives.max(initial=-np.inf))
   if low == high:  # one distinct distance: give its bar a width
@@ -109,15 +109,13 @@ def save_distance_distribution(distmat, q_pids, g_pids, q_camids, g_camids,
   axes.legend()
   figure.tight_layout()
   figure.savefig(path, dpi=100)
-  plt.close(figure)
   return pathlib.Path(path)
 
 
 def save_roc_curve(fpr: np.ndarray, tpr: np.ndarray, path: str | pathlib.Path, *,
                    marks: dict[float, float] | None = None) -> pathlib.Path:
   """TPR against FPR on a log axis, with the TPR@FPR operating points marked."""
-  plt = _pyplot()
-  figure, axes = plt.subplots(figsize=(6, 4))
+  figure, axes = _figure()
   positive = np.asarray(fpr) > 0
   axes.plot(np.asarray(fpr)[positive], np.asarray(tpr)[positive], color="tab:blue")
   for target, value in (marks or {}).items():
@@ -131,15 +129,13 @@ def save_roc_curve(fpr: np.ndarray, tpr: np.ndarray, path: str | pathlib.Path, *
   axes.grid(True, which="both", alpha=0.3)
   figure.tight_layout()
   figure.savefig(path, dpi=100)
-  plt.close(figure)
   return pathlib.Path(path)
 
 
 def save_lifelong_curve(steps: Sequence[str], maps: Sequence[float], rank1s: Sequence[float],
                         path: str | pathlib.Path, *, title: str) -> None:
   """The seen-domain average after each lifelong step: forgetting shows as a falling line."""
-  plt = _pyplot()
-  figure, axes = plt.subplots(figsize=(6, 4))
+  figure, axes = _figure()
   positions = np.arange(1, len(steps) + 1)
   axes.plot(positions, maps, "o-", label="mAP")
   axes.plot(positions, rank1s, "s--", label="rank-1")
@@ -153,4 +149,3 @@ def save_lifelong_curve(steps: Sequence[str], maps: Sequence[float], rank1s: Seq
   figure.tight_layout()
   pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
   figure.savefig(path, dpi=100)
-  plt.close(figure)

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 from PIL import Image
 
@@ -62,3 +66,17 @@ def test_plots_are_written(tmp_path):
   for p in (path, roc):
     image = np.asarray(Image.open(p).convert("RGB"))
     assert image.shape[0] > 100 and image.std() > 10  # a real picture, not a blank canvas
+
+
+def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
+  """A notebook's inline backend must survive a run that draws its PNGs (launch/colab.ipynb)."""
+  script = (
+      "import matplotlib, sys\n"
+      "from jreid.evaluation import visualize\n"
+      f"visualize.save_lifelong_curve(['a', 'b'], [10.0, 20.0], [15.0, 25.0], {str(tmp_path / 'c.png')!r}, title='t')\n"
+      "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n")
+  env = dict(os.environ, MPLBACKEND="svg")
+  done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+  assert done.stdout.split() == ["svg", "False"]
+  image = np.asarray(Image.open(tmp_path / "c.png").convert("RGB"))
+  assert image.shape[0] > 100 and image.std() > 10
