@@ -36,6 +36,9 @@ later parts still run):
   GPU (`launch/local_multiprocess.sh`, `benchmarks/multiprocess_step.py`)
   against one process over the same GPUs: images/s and the largest loss
   difference (quick: 2 CPU processes of 1 device each, the smoke run);
+* `onnx_runtime`: the BoT model exported to ONNX (`benchmarks/onnx_speed.py`),
+  onnxruntime's images/s (CUDA provider with onnxruntime-gpu, else the CPU)
+  next to jreid's jitted features, and their largest difference;
 * `evaluation`, `rerank`: Market-1501-scale cosine distances and k-reciprocal
   re-ranking (JAX device; `evaluate_rank` and the sparse re-ranking work in numpy);
 * `input_pipeline`: the grain pipeline (decode, resize to 256x128, flip, pad-crop,
@@ -87,6 +90,7 @@ BUDGETS = {
     "train_dino_jreid": 150,  # bfloat16 lands first; float32 if the cap allows (`partial` otherwise)
     "train_dcac_jreid": 150,  # SD-1.5 UNet + CLIP ViT-B/16, LoRA, bf16, batch 64 (DCAC Tab. 6)
     "train_multiprocess": 150,  # one process per local GPU vs one process (SynthPerson small)
+    "onnx_runtime": 90,  # the BoT ResNet-50 exported to ONNX, onnxruntime vs jreid's features
     "train_torch_compile_float32": 180,
     "train_torch_compile_bfloat16": 180,
 }
@@ -259,6 +263,11 @@ def part_train_multiprocess(sizes, scratch) -> dict:
   return multiprocess_step.device_row(quick=sizes is QUICK, scratch=scratch)
 
 
+def part_onnx_runtime(sizes, scratch) -> dict:
+  from benchmarks import onnx_speed
+  return onnx_speed.measure(_bot_config(sizes), batch=sizes["batch"], scratch=scratch)
+
+
 def _timed(fn, *args, **kwargs):
   start = time.perf_counter()
   result = fn(*args, **kwargs)
@@ -344,7 +353,8 @@ def run_part(name: str, sizes: dict, scratch: str) -> dict:
     return part_train(sizes, scratch, *PART_ARGS[name])
   return {"evaluation": part_evaluation, "rerank": part_rerank, "input_pipeline": part_input_pipeline,
           "train_dino_jreid": part_train_dino, "train_dcac_jreid": part_train_dcac,
-          "train_multiprocess": part_train_multiprocess}[name](sizes, scratch)
+          "train_multiprocess": part_train_multiprocess, "onnx_runtime": part_onnx_runtime}[name](
+              sizes, scratch)
 
 
 # ---------------------------------------------------------------- the driver (parent process)

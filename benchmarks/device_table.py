@@ -35,6 +35,9 @@ def table(result: dict) -> str:
       lines.append(f"  {name:32s} {part['processes']} processes {part['multi_process']['images_per_s']:.1f} "
                    f"img/s vs one {part['one_process']['images_per_s']:.1f} ({part['devices']}), "
                    f"max loss diff {part['max_loss_diff']:.1e}")
+    elif name == "onnx_runtime":
+      lines.append(f"  {name:32s} {part['onnxruntime']['images_per_s']:.1f} img/s ({part['provider']}) "
+                   f"vs jreid {part['jreid']['images_per_s']:.1f}, max diff {part['max_abs_diff']:.1e}")
     elif name == "train_dcac_jreid":
       lines.append(f"  {name:32s} {part['step_ms']:.1f} ms/step ({part['variant']}, {part['dtype']})")
     else:

@@ -55,6 +55,9 @@ def test_quick_suite_measures_every_part(tmp_path):
   assert len(spread["multi_process"]["losses"]) == len(spread["one_process"]["losses"]) == 8
   assert spread["max_loss_diff"] <= 1e-4 * max(spread["one_process"]["losses"])
   assert "2 processes" in printed and "max loss diff" in printed
+  onnx = parts["onnx_runtime"]  # the quick ResNet-18 exported, run by onnxruntime on the CPU
+  assert (onnx["backbone"], onnx["provider"], onnx["batch"]) == ("resnet18", "CPUExecutionProvider", 16)
+  assert onnx["max_abs_diff"] <= 1e-4 and onnx["onnxruntime"]["images_per_s"] > 0
   assert parts["evaluation"]["shapes"] == list(device_suite.QUICK["eval"][:3])
   assert parts["rerank"]["finite"]
   assert [(r["threads"], r["workers"]) for r in parts["input_pipeline"]["settings"]] == \
