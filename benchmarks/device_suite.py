@@ -1,7 +1,7 @@
 """Everything worth measuring on an accelerator, in one command that fits a short device lease.
 
     python -m benchmarks.device_suite                # full: ResNet-50 256x128 batch 64, Market scale
-    python -m benchmarks.device_suite --quick        # tiny sizes: ~90 s on a 2-core CPU (a test runs it)
+    python -m benchmarks.device_suite --quick        # tiny sizes: ~5 min on a 2-core CPU (a test runs it)
     bash benchmarks/device_wheels.sh                 # here: the wheels the device machine lacks
     bash benchmarks/device_run.sh                    # there: install them, run the full suite
 
@@ -420,7 +420,7 @@ def default_out(device_kind: str, quick: bool) -> pathlib.Path:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="tiny sizes, every part (2-core CPU: ~90 s)")
+  parser.add_argument("--quick", action="store_true", help="tiny sizes, every part (2-core CPU: ~5 min)")
   parser.add_argument("--parts", default="", help=f"comma-separated subset of {list(BUDGETS)}")
   parser.add_argument("--budget", action="append", default=[],
                       help="PART=SECONDS: override one part's budget (repeatable)")

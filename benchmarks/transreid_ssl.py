@@ -148,9 +148,9 @@ def checks(rows: dict) -> dict:
            "cfs50_minus_full_pool": ("dino_cfs50", "dino_ics"),
            "cfs50_minus_random50": ("dino_cfs50", "dino_random50"),
            "cc_dino_minus_cc_random": ("cc_dino", "cc_random")}
+  out = {}
   if "cc_uda" in rows and "mAP" in rows["cc_uda"].get("source", {}) and _map(rows, "cc_uda"):
     out["cc_uda_minus_direct_transfer"] = _map(rows, "cc_uda") - rows["cc_uda"]["source"]["mAP"]
-  out = {}
   for key, (a, b) in pairs.items():
     if _map(rows, a) is not None and _map(rows, b) is not None:
       out[key] = _map(rows, a) - _map(rows, b)

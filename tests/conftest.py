@@ -6,6 +6,7 @@ by one test's run is read back by the next, in every xdist worker.
 `JREID_TEST_COMPILE_CACHE=DIR` keeps it across sessions instead.
 """
 import atexit
+import json
 import os
 import pathlib
 import shutil
@@ -23,6 +24,22 @@ if not os.environ.get("JREID_TEST_COMPILE_CACHE"):  # the first pytest process (
   os.environ["JREID_TEST_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="jreid-test-xla-")
   atexit.register(shutil.rmtree, os.environ["JREID_TEST_COMPILE_CACHE"], True)
 os.environ["JREID_COMPILE_CACHE"] = os.environ["JREID_TEST_COMPILE_CACHE"]
+
+def assert_finished_run(workdir: pathlib.Path) -> dict:
+  """A run folder as a finished run leaves it: finite logged losses, every test set scored.
+
+  Returns its results. What tests/configs checks of each smoke preset, and the
+  tests that train a preset themselves check of theirs (TRAINED_ELSEWHERE).
+  """
+  workdir = pathlib.Path(workdir)
+  entries = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert entries and all(np.isfinite(e["loss"]) for e in entries), entries[-3:]
+  results = json.loads((workdir / "results.json").read_text())
+  config = json.loads((workdir / "config.json").read_text())
+  assert sorted(results) == sorted(config["data"]["test"].split(","))
+  assert all(0 <= numbers["mAP"] <= 100 for numbers in results.values()), results
+  return results
+
 
 def write_market_tree(root: pathlib.Path, *, train_ids=8, test_ids=6, per_id=4, cameras=3,
                       size=(32, 16), seed=0) -> pathlib.Path:

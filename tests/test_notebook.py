@@ -175,7 +175,7 @@ def test_export_file_loads_in_torch(executed):
   notebook, folders = executed
   printed = stdout(cell_with(notebook, "export_tool.main"))
   export = folders["WORKDIR"] / "baseline.pth"
-  state_dict = torch.load(export, weights_only=True)
+  state_dict = torch.load(export, weights_only=True)["model"]  # FastReID's Checkpointer's key
   assert f"wrote {len(state_dict)} tensors" in printed
   assert f"{export}: " in printed and "backbone.conv1.weight" in state_dict
 

@@ -7,6 +7,7 @@ import numpy as np
 from jreid.convert import diffusers_export, export
 from jreid.models import latent_diffusion
 from tests.bad_inputs.conftest import cli, error_line
+from tests.conftest import assert_finished_run
 
 LAYOUT = "<root>/unet/{config.json, diffusion_pytorch_model.safetensors or .bin}"
 
@@ -55,6 +56,7 @@ def test_more_identities_than_the_checkpoints_prompts(tmp_path, synth_root):
   done = cli("jreid.main", ["--config=configs/dcac.py:smoke", f"--workdir={first}",
                             f"--config.data.root={synth_root}", "--config.train.epochs=1"])
   assert done.code == 0, done.err[-2000:]
+  assert_finished_run(first)  # the smoke preset trains (one epoch), for tests/configs too
   line = _run(tmp_path, synth_root, f"--config.resume={first}",
               "--config.data.train=synth_tiny,synth_tiny_multi/d0")  # 16 + 6 identities
   assert "condition/prompts is (16, 32) in the checkpoint but (22, 32)" in line

@@ -11,7 +11,7 @@ from benchmarks import device_suite
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def suite(*args, timeout=300):
+def suite(*args, timeout=600):
   result = subprocess.run([sys.executable, "-m", "benchmarks.device_suite", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -11,6 +11,7 @@ from jreid.core import checkpoint
 from jreid.methods import latent_diffusion
 from jreid.methods.dcac_weights import DiffusionSource
 from jreid.train import loop
+from tests.conftest import assert_finished_run
 
 
 def _latest(folder):
@@ -33,6 +34,8 @@ def test_the_exported_folder_reads_back_to_the_trained_weights(tmp_path):
   synth_root = tmp_path  # its own: tests/configs trains the same recipes under the session's root
   unet_run = loop.resolve_init_from("recipe:configs/ldm_synth.py:smoke", str(synth_root), print)
   _, vae_run = config_blocks.recipe_run("recipe:configs/ldm_synth.py:smoke_vae", str(synth_root))
+  for run in (unet_run, vae_run):  # the two smoke presets train, for tests/configs too
+    assert_finished_run(run)
   trained_unet, trained_vae = _latest(unet_run), _latest(vae_run)
   assert float(trained_unet["scaling"]) > 0  # measured at the first epoch
 

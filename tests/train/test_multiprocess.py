@@ -86,35 +86,43 @@ def final_state(workdir):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-  """{'two': 2 processes, 'one': 1 process x 4 devices, 'killed': 2 processes killed after
-  step 4 then restarted} and the launcher's output of the killed start."""
+  """{'two': 2 processes, 'one': 1 process x 4 devices, 'one_device': 1 x 1, 'killed': 2
+  processes killed after step 4 then restarted, 'interrupted': what the killed start left}."""
   base = tmp_path_factory.mktemp("multiprocess")
   root, hooks = base / "data", base / "hooks"
   write_market_tree(root)
   hooks.mkdir()
   (hooks / "sitecustomize.py").write_text(OBSERVER)
   succeeded(two_processes(base / "two", root, hooks))
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
-  succeeded(subprocess.run([sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
-                            f"--workdir={base / 'one'}", *overrides(root)],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600))
+  for name, devices in (("one", 4), ("one_device", 1)):
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    succeeded(subprocess.run([sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
+                              f"--workdir={base / name}", *overrides(root)],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600))
   killed = two_processes(base / "killed", root, hooks, kill_after=4)
   interrupted = {"returncode": killed.returncode,
                  "results_written": (base / "killed" / "results.json").exists(),
                  "steps": checkpoint.Checkpointer(base / "killed" / "checkpoints",
                                                   read_only=True).all_steps()}
   succeeded(two_processes(base / "killed", root, hooks))  # the same command resumes
-  return {"two": base / "two", "one": base / "one", "killed": base / "killed",
-          "interrupted": interrupted}
+  return {"two": base / "two", "one": base / "one", "one_device": base / "one_device",
+          "killed": base / "killed", "interrupted": interrupted}
+
+
+def assert_same_losses(first, second):
+  assert [e["step"] for e in first] == [e["step"] for e in second] == list(range(1, STEPS + 1))
+  for a, b in zip(first, second):
+    for key in MEASURED:
+      assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (a["step"], key, a[key], b[key])
+
+
+def test_four_devices_give_the_same_losses_as_one(runs):
+  assert_same_losses(measurements(runs["one_device"]), measurements(runs["one"]))
 
 
 def test_two_processes_give_the_same_losses_as_one_with_four_devices(runs):
-  two, one = measurements(runs["two"]), measurements(runs["one"])
-  assert [e["step"] for e in two] == [e["step"] for e in one] == list(range(1, STEPS + 1))
-  for a, b in zip(one, two):
-    for key in MEASURED:
-      assert abs(a[key] - b[key]) <= 1e-4 * max(1.0, abs(a[key])), (a["step"], key, a[key], b[key])
+  assert_same_losses(measurements(runs["one"]), measurements(runs["two"]))
   results_one = json.loads((runs["one"] / "results.json").read_text())
   results_two = json.loads((runs["two"] / "results.json").read_text())
   for name, numbers in results_one.items():  # each host embedded half of every test batch
