@@ -24,7 +24,7 @@ import numpy as np
 
 from jreid import config_blocks, methods
 from jreid.convert.load import LoadReport, load_torch_weights, resized_and_skipped
-from jreid.core import checkpoint, partition, paths, reporting, sharding
+from jreid.core import checkpoint, partition, paths, reporting, run_once, sharding
 from jreid.data import pipeline, sources, subsets
 from jreid.data.records import Record, Split, combine, relabel
 from jreid.errors import CheckpointMismatchError, ConfigError, EvaluationError
@@ -123,7 +123,7 @@ def prepare(config) -> Prepared:
   abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
                                 jax.eval_shape(method.init, init_rng, sample))
   load_weights = method.load_weights or (lambda state: state)
-  fresh_state = lambda: load_weights(jax.jit(method.init, out_shardings=repl)(init_rng, sample))
+  fresh_state = lambda: load_weights(run_once.jit(method.init, out_shardings=repl)(init_rng, sample))
   # Read once, placed once; passed to every jitted hook, never part of the state.
   constants = jax.device_put(method.load_constants(), repl) if method.has_constants else None
   train_step = _jit_with_constants(method.train_step, constants, (repl, batch_sharding, repl),

@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.common import load_config
 from jreid import methods
+from jreid.core import run_once
 from jreid.core.checkpoint import open_existing
 from jreid.losses import dino
 from jreid.train import loop, update
@@ -35,7 +36,8 @@ def test_one_step_moves_the_teacher_by_its_ema_and_the_centre_by_the_teachers_lo
   config = load_config("configs/transreid_ssl.py:smoke")
   method = _method(config)
   impl = method.impl
-  state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, config.data.height, config.data.width, 3)))
+  sample = jnp.zeros((1, config.data.height, config.data.width, 3))
+  state = run_once.jit(method.init)(jax.random.key(0), sample)
   batch = _batch(config, np.random.default_rng(0))
   new, out = jax.jit(method.train_step)(state, batch, jax.random.key(1))
   m = float(dino.teacher_momentum(0, config.train.steps, base=0.996))
@@ -80,10 +82,11 @@ ONE_STEP_ON_TWO_MESHES = """
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jreid import config_blocks, methods
+from jreid.core import run_once
 from jreid.train import update
 config = config_blocks.load_config("configs/transreid_ssl.py:smoke")
 method = methods.build(config, 0, update.factory(config, config.train.steps))
-state = jax.device_get(jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3))))
+state = jax.device_get(run_once.jit(method.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3))))
 rng = np.random.default_rng(0)
 batch = {"global": rng.normal(size=(16, 2, 32, 16, 3)).astype(np.float32),
          "local": rng.normal(size=(16, 2, 16, 8, 3)).astype(np.float32)}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jreid import config_blocks
+from jreid.core import run_once
 from jreid.methods import supervised
 from jreid.models.reid import model_config
 from jreid.train import update
@@ -44,7 +45,7 @@ def _leaf(tree, *keys):
 
 def test_freeze_holds_backbone_params_and_statistics_then_releases():
   method = _method(_config())
-  state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3)))
+  state = run_once.jit(method.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3)))
   step = jax.jit(method.train_step)
   kernel = ("backbone", "conv1", "kernel")
   before = state
@@ -67,7 +68,7 @@ def test_freeze_holds_backbone_params_and_statistics_then_releases():
 @pytest.mark.parametrize("backbone", ["resnet18", "vit_small_ics"])
 def test_bfloat16_step_keeps_float32_state_and_tracks_float32_losses(backbone):
   fp32, bf16 = _method(_config(backbone)), _method(_config(backbone, compute_dtype="bfloat16"))
-  state = jax.jit(fp32.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3)))
+  state = run_once.jit(fp32.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3)))
   new32, m32 = jax.jit(fp32.train_step)(state, _batch(), jax.random.key(1))
   new16, m16 = jax.jit(bf16.train_step)(state, _batch(), jax.random.key(1))
   for tree in (new16.params, new16.batch_stats, new16.opt_state):
@@ -87,7 +88,7 @@ def test_bfloat16_step_keeps_float32_state_and_tracks_float32_losses(backbone):
 
 def test_a_vit_gives_its_patch_tokens_as_spatial_features():
   method = _method(_config("vit_small_ics"))
-  state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3)))
+  state = run_once.jit(method.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3)))
   images = _batch()["image"]
   spatial = method.spatial_features(state, images)
   assert spatial.shape == (8, 4 * 2, 32)  # 4x2 tokens of 8x8 pixels, 32 wide

@@ -13,7 +13,7 @@ import pytest
 
 from jreid import config_blocks
 from jreid.convert import export
-from jreid.core import checkpoint, partition
+from jreid.core import checkpoint, partition, run_once
 from jreid.core.state import TrainState
 from jreid.errors import ConfigError
 from jreid.methods import upreid
@@ -77,7 +77,7 @@ def test_losses_match_a_numpy_computation(hard_mining):
   # One key BN group: the keys then need no permutation, so the reference embeds directly.
   method = _method(key_bn_groups=1, hard_mining=hard_mining)
   s = method.impl.settings
-  state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
+  state = run_once.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
   batch = _batch()
   ema_params = jax.tree.map(lambda p: p * 0.9, state.params)  # distinct from the online encoder
   targets = jax.jit(method.impl.targets)(state, ema_params, batch, jax.random.key(1))
@@ -114,14 +114,14 @@ def test_ablations_compute_only_their_parts():
               "icc": {"loss_image", "loss_patch"}}
   for name, parts in expected.items():
     method = _method(f"smoke_{name}")
-    state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
+    state = run_once.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
     _, measurements = jax.eval_shape(method.train_step, state, batch, jax.random.key(1))
     assert {k for k in measurements if k.startswith("loss_")} == parts, name
 
 
 def test_grouped_keys_normalise_each_shuffled_group_on_its_own():
   method = _method(key_bn_groups=2)
-  state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
+  state = run_once.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
   images = _batch()["key"]
   rng = jax.random.key(7)
   keys, stats = method.impl.keys(state.params, state.batch_stats, images, rng)
@@ -138,7 +138,7 @@ def test_grouped_keys_normalise_each_shuffled_group_on_its_own():
 def test_a_step_updates_ema_before_the_keys_and_enqueues_them():
   method = _method(key_bn_groups=1)
   s = method.impl.settings
-  state = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
+  state = run_once.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
   state = state.replace(ema_params=jax.tree.map(lambda p: p * 0.5, state.params),
                         queue_pointer=jnp.asarray(8, jnp.int32))  # 12 rows: this write wraps
   batch = _batch()
@@ -174,14 +174,14 @@ ONE_STEP_ON_TWO_MESHES = """
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jreid import config_blocks
+from jreid.core import run_once
 from jreid.methods import upreid
 from jreid.train import update
 config = config_blocks.load_config("configs/upreid.py:smoke")
-config.data.update(height=64, width=32)
 method = upreid.build(config, 0, update.factory(config, 10))
-state = jax.device_get(jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, 64, 32, 3))))
+state = jax.device_get(run_once.jit(method.init)(jax.random.key(0), jnp.zeros((1, 32, 16, 3))))
 rng = np.random.default_rng(0)
-batch = {k: rng.normal(size=(16, 64, 32, 3)).astype(np.float32) for k in ("original", "query", "key")}
+batch = {k: rng.normal(size=(16, 32, 16, 3)).astype(np.float32) for k in ("original", "query", "key")}
 out = {}
 for devices in (1, 4):
   mesh = Mesh(np.asarray(jax.devices()[:devices]), ("data",))
@@ -221,7 +221,7 @@ def _leaves_under(tree, prefix):
 def test_the_pretrained_backbone_reaches_bot_directly_and_mgn_through_export(tmp_path):
   """Downstream: BoT's init_from reads the UP-ReID workdir; MGN reads its torchvision export."""
   method = _method()
-  pretrained = jax.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
+  pretrained = run_once.jit(method.init)(jax.random.key(0), jnp.zeros((1, H, W, 3)))
   pretrained = pretrained.replace(params=jax.tree.map(lambda p: p + 0.5, pretrained.params))
   ckpt = checkpoint.Checkpointer(tmp_path / "upreid" / checkpoint.CHECKPOINT_SUBDIR)
   ckpt.save(1, pretrained, {})
