@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmarks.common import load_config, write_result
 from jreid import compile_cache, methods
-from jreid.core import checkpoint, sharding
+from jreid.core import checkpoint, run_once, sharding
 from jreid.train import update
 
 
@@ -46,7 +46,7 @@ def build_state(config, num_classes: int, trained_like: bool):
   method = methods.build(config, num_classes, update.factory(config, config.train.steps))
   repl = sharding.replicated(sharding.data_mesh())
   sample = jnp.zeros((1, config.data.height, config.data.width, 3), jnp.float32)
-  state = jax.jit(method.init, out_shardings=repl)(jax.random.key(0), sample)
+  state = run_once.jit(method.init, out_shardings=repl)(jax.random.key(0), sample)
   if trained_like:
     rng = np.random.default_rng(0)
     state = jax.tree.map(lambda x: jax.device_put(rng.standard_normal(x.shape, np.float32), repl)

@@ -36,7 +36,7 @@ import numpy as np
 
 from benchmarks.common import load_config, write_result
 from jreid import compile_cache, methods
-from jreid.core import sharding
+from jreid.core import run_once, sharding
 from jreid.train import update
 
 
@@ -63,8 +63,8 @@ def time_method(config, batch, image_shape, num_classes, steps):
   mesh = sharding.data_mesh()
   repl, batched = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   batch = sharding.global_batch(batch, mesh)
-  state = jax.jit(method.init, out_shardings=repl)(jax.random.key(0),
-                                                   jnp.zeros((1, *image_shape)))
+  state = run_once.jit(method.init, out_shardings=repl)(jax.random.key(0),
+                                                       jnp.zeros((1, *image_shape)))
   state = (method.load_weights or (lambda s: s))(state)
   # A method's frozen constants (DCAC's UNet) are an argument of the step, as in the loop.
   constants = (jax.device_put(method.load_constants(), repl),) if method.has_constants else ()

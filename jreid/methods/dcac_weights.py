@@ -23,6 +23,7 @@ import pathlib
 import jax
 import jax.numpy as jnp
 
+from jreid.core import run_once
 from jreid.methods import latent_diffusion as latent_diffusion_method
 from jreid.models import latent_diffusion
 
@@ -98,13 +99,13 @@ class DiffusionSource:
   def unet_params(self):
     """The pre-trained UNet weights (random ones, seeded by the config, for "random")."""
     if self.is_random:
-      return self._once("unet_params", lambda: jax.jit(self.random_unet)(
+      return self._once("unet_params", lambda: run_once.jit(self.random_unet)(
           jax.random.fold_in(jax.random.key(self.seed), 1)))
     return self._folder("unet")[1]
 
   def vae_params(self):
     if self.is_random:
-      return self._once("vae_params", lambda: jax.jit(
+      return self._once("vae_params", lambda: run_once.jit(
           lambda rng: latent_diffusion.init_params(self.vae(), rng))(
               jax.random.fold_in(jax.random.key(self.seed), 2)))
     return self._folder("vae")[1]

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jreid.core import run_once
 from jreid.errors import ConfigError
 from jreid.models import dot_conv
 from jreid.models.layers import conv2d, resolve_conv_impl
@@ -122,7 +123,7 @@ def test_a_resnet_trains_the_same_with_either_implementation(impl):
     for name in ("xla", impl):
       config.backbone.conv_impl = name
       models[name] = build_model(config, num_classes=5)
-    variables = jax.jit(lambda x: models["xla"].init(jax.random.key(1), x, train=False))(images)
+    variables = run_once.jit(lambda x: models["xla"].init(jax.random.key(1), x, train=False))(images)
     variables = jax.tree.map(lambda a: a.astype(jnp.float64), variables)
 
     def loss(params, model):
