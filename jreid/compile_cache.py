@@ -26,8 +26,8 @@ ENV = "JREID_COMPILE_CACHE"
 OFF = ("off", "0", "false", "no", "none")
 
 # Programs that compile faster than this are not written. Measured on the 2-core CPU
-# (`python -m benchmarks.compile_cache`): caching every program (0 s) gives the fastest warm
-# smoke run; the many tiny programs of a run cost a few ms each to write and read.
+# (`python -m benchmarks.compile_cache`): warm smoke runs at 0-0.5 s are within noise of each
+# other, JAX's 1 s default was the slowest twice; 0 s caches every program (a few ms each).
 # JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS, when set, wins.
 MIN_COMPILE_SECS = 0.0
 
