@@ -39,10 +39,15 @@ def _run(command: list[str], env: dict) -> None:
 
 
 def measure(config: str, overrides, *, processes: int, cpu_devices: int, warmup: int = 2,
-            scratch: str | None = None) -> dict:
-  """{'one_process', 'processes': images/s and loss per logged step, 'max_loss_diff', ...}."""
-  settings = load_config(config)
-  datasets.get_many(settings.data.train.split(","), settings.data.root)  # SynthPerson: generated now
+            scratch: str | None = None, prepare_data: bool = True) -> dict:
+  """{'one_process', 'processes': images/s and loss per logged step, 'max_loss_diff', ...}.
+
+  The runs are `scratch`/one and `scratch`/many. `prepare_data=False` when the
+  overrides point at a folder that is ready (tests/train/test_multiprocess.py's).
+  """
+  if prepare_data:  # SynthPerson: generated now, not by the processes at once
+    settings = load_config(config)
+    datasets.get_many(settings.data.train.split(","), settings.data.root)
   scratch = pathlib.Path(scratch or tempfile.mkdtemp(prefix="jreid_multiprocess_"))
   args = [f"--config={config}", "--config.train.log_every=1", *overrides]
   env = dict(os.environ, PYTHON=sys.executable)

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from benchmarks.common import load_config, write_result
+from jreid.core import run_once
 
 
 def _median_call(fn, images, iterations: int) -> tuple[float, float]:
@@ -45,8 +46,8 @@ def measure(config: ml_collections.ConfigDict, *, batch: int, iterations: int = 
   from jreid.models.reid import build_model
   height, width = config.data.height, config.data.width
   model = build_model(config.model, 16)
-  variables = jax.jit(lambda: model.init(jax.random.key(0), np.zeros((1, height, width, 3), np.float32),
-                                         train=False))()
+  variables = run_once.jit(lambda: model.init(jax.random.key(0), np.zeros((1, height, width, 3), np.float32),
+                                              train=False))()
   features, metadata = onnx_export.run_features(config, jax.device_get(variables))
   start = time.perf_counter()
   proto = onnx_export.to_onnx(features, height, width, metadata=metadata)

@@ -18,12 +18,19 @@ def suite(*args, timeout=600):
   return result
 
 
+# tests/train/test_multiprocess.py runs the multi-process part's measurement on its own runs
+# (2 processes x 2 CPU devices vs 1 x 4) and checks its row: run here too it would cost two cold
+# multi-process compiles more.
+MEASURED_ELSEWHERE = ("train_multiprocess",)
+
+
 @pytest.mark.slow
 def test_quick_suite_measures_every_part(tmp_path):
   out = tmp_path / "device.json"
-  printed = suite("--quick", f"--out={out}").stdout
+  parts = [name for name in device_suite.BUDGETS if name not in MEASURED_ELSEWHERE]
+  printed = suite("--quick", f"--parts={','.join(parts)}", f"--out={out}").stdout
   result = json.loads(out.read_text())
-  assert sorted(result["parts"]) == sorted(device_suite.BUDGETS)
+  assert sorted(result["parts"]) == sorted(parts)
   failed = {name: part for name, part in result["parts"].items() if part["status"] != "ok"}
   assert not failed, failed
   assert result["device"]["backend"] == "cpu" and result["device"]["device_count"] >= 1
@@ -50,11 +57,6 @@ def test_quick_suite_measures_every_part(tmp_path):
   assert (dcac["scale"], dcac["variant"], dcac["batch"]) == ("tiny", "lora", 16)
   assert dcac["images_per_s"] == pytest.approx(1000 * 16 / dcac["step_ms"])
   assert dcac["trainable_params"] > 0 and dcac["first_call_s"] > 0
-  spread = parts["train_multiprocess"]  # 2 CPU processes x 1 device vs 1 process x 2 devices
-  assert (spread["processes"], spread["devices"]) == (2, "cpu x2")
-  assert len(spread["multi_process"]["losses"]) == len(spread["one_process"]["losses"]) == 8
-  assert spread["max_loss_diff"] <= 1e-4 * max(spread["one_process"]["losses"])
-  assert "2 processes" in printed and "max loss diff" in printed
   onnx = parts["onnx_runtime"]  # the quick ResNet-18 exported, run by onnxruntime on the CPU
   assert (onnx["backbone"], onnx["provider"], onnx["batch"]) == ("resnet18", "CPUExecutionProvider", 16)
   assert onnx["max_abs_diff"] <= 1e-4 and onnx["onnxruntime"]["images_per_s"] > 0

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from jreid.core import run_once
 from jreid.errors import ConfigError
 from jreid.models.reid import build_model, model_config
 from jreid.models.sa import SemanticsAdaption, depthwise_conv, dirac_init
@@ -92,7 +93,7 @@ def test_a_fresh_sa_model_computes_the_pretrained_function():
   plain.backbone.update(width=8)
   adapted.backbone.update(width=8, sa_kernel=5)
   plain_model, sa_model = build_model(plain, 5), build_model(adapted, 5)
-  init = lambda model, seed: jax.jit(lambda x: model.init(jax.random.key(seed), x, train=False))(x)
+  init = lambda model, seed: run_once.jit(lambda x: model.init(jax.random.key(seed), x, train=False))(x)
   plain_vars, sa_vars = init(plain_model, 0), init(sa_model, 3)
   # Lay the plain model's weights over the SA model: only the SA kernels stay as initialised.
   flat = flatten_dict(sa_vars["params"], sep="/")

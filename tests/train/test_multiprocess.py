@@ -4,6 +4,8 @@ The code path of two hosts: `jax.distributed` with a local coordinator, gloo
 collectives, each process its slice of every batch. Checked against one
 process with 4 devices (the same global batch over the same 4 devices), and
 against itself after both processes are SIGKILLed right after a checkpoint.
+The first two runs are the device suite's `train_multiprocess` part
+(`benchmarks.multiprocess_step.measure`), whose row is checked here too.
 
 The processes are observed through a `sitecustomize` the test puts first on
 their PYTHONPATH: it logs which process writes which results file, and kills
@@ -20,6 +22,7 @@ import jax
 import numpy as np
 import pytest
 
+from benchmarks import device_table, multiprocess_step
 from jreid.core import checkpoint, sharding
 from jreid.errors import ConfigError
 from tests.conftest import write_market_tree
@@ -38,7 +41,7 @@ OBSERVER = textwrap.dedent("""
 
       def logged_write(path, content):
         with open(os.environ["JREID_TEST_WRITES"], "a") as log:
-          log.write(f"{process} {os.path.basename(path)}\\n")
+          log.write(f"{process} {os.path.abspath(path)}\\n")
         write_json(path, content)
 
       def save_then_die(self, step, state, data_state):
@@ -56,9 +59,13 @@ def overrides(root):
           "--config.train.log_every=1", "--config.train.checkpoint_every=2"]
 
 
+def observed(hooks, writes):
+  return {"JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", "JREID_TEST_WRITES": str(writes)}
+
+
 def two_processes(workdir, root, hooks, kill_after=None):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHON=sys.executable, CPU_DEVICES_PER_PROCESS="2",
-             PYTHONPATH=f"{hooks}{os.pathsep}{REPO}", JREID_TEST_WRITES=f"{workdir}.writes")
+  env = dict(os.environ, PYTHON=sys.executable, CPU_DEVICES_PER_PROCESS="2",
+             **observed(hooks, f"{workdir}.writes"))
   if kill_after is not None:
     env["JREID_TEST_KILL_AFTER"] = str(kill_after)
   return subprocess.run(["bash", "launch/local_multiprocess.sh", "2", "configs/baseline.py:smoke",
@@ -86,28 +93,32 @@ def final_state(workdir):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-  """{'two': 2 processes, 'one': 1 process x 4 devices, 'one_device': 1 x 1, 'killed': 2
-  processes killed after step 4 then restarted, 'interrupted': what the killed start left}."""
+  """{'two': 2 processes, 'one': 1 process x 4 devices (both by the device suite's measurement,
+  'spread' its row), 'one_device': 1 x 1, 'killed': 2 processes killed after step 4 then
+  restarted, 'interrupted': what the killed start left}."""
   base = tmp_path_factory.mktemp("multiprocess")
   root, hooks = base / "data", base / "hooks"
   write_market_tree(root)
   hooks.mkdir()
   (hooks / "sitecustomize.py").write_text(OBSERVER)
-  succeeded(two_processes(base / "two", root, hooks))
-  for name, devices in (("one", 4), ("one_device", 1)):
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    succeeded(subprocess.run([sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
-                              f"--workdir={base / name}", *overrides(root)],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600))
+  with pytest.MonkeyPatch.context() as patch:
+    for name, value in observed(hooks, base / "writes").items():
+      patch.setenv(name, value)
+    spread = multiprocess_step.measure("configs/baseline.py:smoke", overrides(root), processes=2,
+                                       cpu_devices=2, scratch=str(base), prepare_data=False)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  succeeded(subprocess.run([sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
+                            f"--workdir={base / 'one_device'}", *overrides(root)],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600))
   killed = two_processes(base / "killed", root, hooks, kill_after=4)
   interrupted = {"returncode": killed.returncode,
                  "results_written": (base / "killed" / "results.json").exists(),
                  "steps": checkpoint.Checkpointer(base / "killed" / "checkpoints",
                                                   read_only=True).all_steps()}
   succeeded(two_processes(base / "killed", root, hooks))  # the same command resumes
-  return {"two": base / "two", "one": base / "one", "one_device": base / "one_device",
-          "killed": base / "killed", "interrupted": interrupted}
+  return {"two": base / "many", "one": base / "one", "one_device": base / "one_device",
+          "spread": spread, "writes": base / "writes", "killed": base / "killed",
+          "interrupted": interrupted}
 
 
 def assert_same_losses(first, second):
@@ -131,8 +142,9 @@ def test_two_processes_give_the_same_losses_as_one_with_four_devices(runs):
 
 
 def test_process_zero_alone_writes_the_run_files_and_one_checkpoint(runs):
-  writes = pathlib.Path(f"{runs['two']}.writes").read_text().split()
-  processes, files = writes[0::2], writes[1::2]
+  writes = [line.split(" ", 1) for line in runs["writes"].read_text().splitlines()]
+  writes = [(process, pathlib.Path(path)) for process, path in writes if path.startswith(f"{runs['two']}/")]
+  processes, files = [process for process, _ in writes], [path.name for _, path in writes]
   assert set(processes) == {"0"}, writes  # results, config and checkpoint digests alike
   assert files.count("config.json") == files.count("results.json") == 1
   assert files.count(checkpoint.DIGEST_FILE) == 3  # one per saved step
@@ -169,3 +181,19 @@ def test_process_numbers_come_from_the_environment(monkeypatch):
   monkeypatch.setenv("JAX_PROCESS_ID", "first")
   with pytest.raises(ConfigError, match="JAX_PROCESS_ID='first' must be a whole number"):
     sharding.process_layout()
+
+
+def test_the_device_suite_row_is_these_two_runs(runs):
+  """`train_multiprocess` (benchmarks/multiprocess_step.py) on a GPU machine: here its CPU form."""
+  spread = runs["spread"]
+  assert (spread["processes"], spread["devices"]) == (2, "cpu x4")
+  assert spread["one_process"]["losses"] == [e["loss"] for e in measurements(runs["one"])]
+  assert spread["multi_process"]["losses"] == [e["loss"] for e in measurements(runs["two"])]
+  assert spread["max_loss_diff"] == max(abs(a - b) for a, b in zip(spread["one_process"]["losses"],
+                                                                   spread["multi_process"]["losses"]))
+  assert spread["max_loss_diff"] <= 1e-4 * max(spread["one_process"]["losses"])
+  assert spread["scaling"] == pytest.approx(spread["multi_process"]["images_per_s"]
+                                            / spread["one_process"]["images_per_s"])
+  printed = device_table.table({"quick": True, "parts": {"train_multiprocess": {
+      "status": "ok", "budget_s": 240.0, "wall_s": 1.0, **spread}}, "ratios": {}})
+  assert "train_multiprocess               2 processes " in printed and "(cpu x4), max loss diff" in printed
