@@ -1,7 +1,7 @@
 """Everything worth measuring on an accelerator, in one command that fits a short device lease.
 
     python -m benchmarks.device_suite                # full: ResNet-50 256x128 batch 64, Market scale
-    python -m benchmarks.device_suite --quick        # tiny sizes: ~5 min on a 2-core CPU (a test runs it)
+    python -m benchmarks.device_suite --quick        # tiny sizes: ~5 min on a 2-core CPU (the tests run it)
     bash benchmarks/device_wheels.sh                 # here: the wheels the device machine lacks
     bash benchmarks/device_run.sh                    # there: install them, run the full suite
 
