@@ -60,7 +60,9 @@ def overrides(root):
 
 
 def observed(hooks, writes):
-  return {"JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}", "JREID_TEST_WRITES": str(writes)}
+  """The environment of an observed run: `hooks`' sitecustomize logs its file writes to `writes`."""
+  return {"JAX_PLATFORMS": "cpu", "PYTHONPATH": f"{hooks}{os.pathsep}{REPO}",
+          "JREID_TEST_WRITES": str(writes)}
 
 
 def two_processes(workdir, root, hooks, kill_after=None):
