@@ -52,8 +52,8 @@ def measure(config: str, overrides, *, processes: int, cpu_devices: int, warmup:
   args = [f"--config={config}", "--config.train.log_every=1", *overrides]
   env = dict(os.environ, PYTHON=sys.executable)
   gpus = "JAX_PLATFORMS" not in os.environ and _gpu_count() > 0
-  one_env = dict(env) if gpus else dict(
-      env, XLA_FLAGS=f"--xla_force_host_platform_device_count={processes * cpu_devices}")
+  devices_flag = f"--xla_force_host_platform_device_count={processes * cpu_devices}"
+  one_env = dict(env) if gpus else dict(env, XLA_FLAGS=f"{env.get('XLA_FLAGS', '')} {devices_flag}")
   _run([sys.executable, "-m", "jreid.main", *args, f"--workdir={scratch / 'one'}"], one_env)
   many_env = dict(env) if gpus else dict(env, CPU_DEVICES_PER_PROCESS=str(cpu_devices))
   config_arg, rest = args[0].removeprefix("--config="), args[1:]

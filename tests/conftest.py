@@ -3,7 +3,8 @@
 The whole session, subprocesses included, shares one fresh persistent
 compilation cache (set before jreid is first imported): a program compiled
 by one test's run is read back by the next, in every xdist worker.
-`JREID_TEST_COMPILE_CACHE=DIR` keeps it across sessions instead.
+`JREID_TEST_COMPILE_CACHE=DIR` keeps it across sessions instead. It compiles
+at XLA's backend -O1 (`TEST_XLA_FLAGS`); `cpu_env` keeps that in a subprocess.
 """
 import atexit
 import json
@@ -24,6 +25,20 @@ if not os.environ.get("JREID_TEST_COMPILE_CACHE"):  # the first pytest process (
   os.environ["JREID_TEST_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="jreid-test-xla-")
   atexit.register(shutil.rmtree, os.environ["JREID_TEST_COMPILE_CACHE"], True)
 os.environ["JREID_COMPILE_CACHE"] = os.environ["JREID_TEST_COMPILE_CACHE"]
+
+# The session compiles at XLA's backend -O1: on this 2-core CPU a step's compile at the default
+# -O2 costs ~25% more for the same mathematics (its last bits differ). No test compares with
+# numbers recorded at -O2; `python -m benchmarks.smoke_results --compare=...` checks those.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=1"
+if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
+
+def cpu_env(devices: int) -> dict:
+  """The environment of a subprocess on `devices` simulated CPU devices, with the session's flags."""
+  return dict(os.environ, JAX_PLATFORMS="cpu",
+              XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}")
+
 
 def assert_finished_run(workdir: pathlib.Path) -> dict:
   """A run folder as a finished run leaves it: finite logged losses, every test set scored.

@@ -11,7 +11,6 @@ subprocess here.
 """
 import copy
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import sys
 import pytest
 
 from tests.bad_inputs.conftest import cli, error_line, snapshot
+from tests.conftest import cpu_env
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SMOKE = "configs/baseline.py:smoke"
@@ -215,7 +215,7 @@ def test_tool_arguments_out_of_range(module, argv, expected):
 def test_a_batch_the_device_count_does_not_divide(tmp_path):
   """A fresh process with 3 CPU devices: the smoke batches (16, 32) do not split; nothing is written."""
   workdir = tmp_path / "run"
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=3", JAX_PLATFORMS="cpu")
+  env = cpu_env(3)
   code = ("import sys; from tests.bad_inputs.conftest import cli, error_line\n"
           "for override in sys.argv[2:]:\n"
           "  print(error_line(cli('jreid.main', [*sys.argv[1].split(' '), override])))")

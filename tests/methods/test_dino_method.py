@@ -1,6 +1,5 @@
 """The DINO method: one step's teacher EMA and centre, the smoke run, and `init_from` of its teacher."""
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from jreid.core.checkpoint import open_existing
 from jreid.losses import dino
 from jreid.train import loop, update
 from tests.bad_inputs.conftest import cli
+from tests.conftest import cpu_env
 
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -111,7 +111,7 @@ print(f"RESULT {worst} {state_diff} {centre} {stats} {float(np.abs(one.center).m
 def test_one_step_on_one_and_four_devices_is_the_same_computation():
   """The centre and the stem's BN statistics are over the global batch on any mesh, so 1 and 4
   devices give the same measurements and new state (up to float32 summation order)."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  env = cpu_env(4)
   result = subprocess.run([sys.executable, "-c", ONE_STEP_ON_TWO_MESHES], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -1,7 +1,6 @@
 """UP-ReID's step: its losses against a numpy computation, the grouped key BN, the EMA and
 queues after a step, the ablation presets, one step on 1 vs 4 devices, and the pre-trained
 backbone reaching BoT (init_from) and MGN (through the torchvision export)."""
-import os
 import pathlib
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from jreid.errors import ConfigError
 from jreid.methods import upreid
 from jreid.models.reid import build_model, model_config
 from jreid.train import loop, update
+from tests.conftest import cpu_env
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 B, H, W = 8, 32, 16
@@ -203,7 +203,7 @@ def test_one_step_on_one_and_four_devices_is_the_same_computation():
   From one state and batch, 1 and 4 devices give the same measurements and the
   same new state (params, EMA, queues) up to float32 summation order.
   """
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  env = cpu_env(4)
   result = subprocess.run([sys.executable, "-c", ONE_STEP_ON_TWO_MESHES], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from jreid.core import checkpoint
-from tests.conftest import write_market_tree
+from tests.conftest import cpu_env, write_market_tree
 
 pytestmark = pytest.mark.slow
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -31,8 +31,7 @@ def command(workdir, root, *overrides, dataset="market1501"):
 
 
 def run(args, devices=1, check=True):
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             JAX_PLATFORMS="cpu")
+  env = cpu_env(devices)
   result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   if check and result.returncode != 0:
     raise AssertionError(f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

@@ -25,7 +25,7 @@ import pytest
 from benchmarks import device_table, multiprocess_step
 from jreid.core import checkpoint, sharding
 from jreid.errors import ConfigError
-from tests.conftest import write_market_tree
+from tests.conftest import cpu_env, write_market_tree
 
 pytestmark = pytest.mark.slow
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -108,7 +108,7 @@ def runs(tmp_path_factory):
       patch.setenv(name, value)
     spread = multiprocess_step.measure("configs/baseline.py:smoke", overrides(root), processes=2,
                                        cpu_devices=2, scratch=str(base), prepare_data=False)
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = cpu_env(1)
   succeeded(subprocess.run([sys.executable, "-m", "jreid.main", "--config=configs/baseline.py:smoke",
                             f"--workdir={base / 'one_device'}", *overrides(root)],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600))
