@@ -31,10 +31,10 @@ def _assert_same_tree(got, expected):
 
 
 def test_the_exported_folder_reads_back_to_the_trained_weights(tmp_path):
-  synth_root = tmp_path  # its own: tests/configs trains the same recipes under the session's root
+  synth_root = tmp_path  # its own root; tests/configs lists ldm_synth as trained here (TRAINED_ELSEWHERE)
   unet_run = loop.resolve_init_from("recipe:configs/ldm_synth.py:smoke", str(synth_root), print)
   _, vae_run = config_blocks.recipe_run("recipe:configs/ldm_synth.py:smoke_vae", str(synth_root))
-  for run in (unet_run, vae_run):  # the two smoke presets train, for tests/configs too
+  for run in (unet_run, vae_run):  # the two smoke presets, checked as tests/configs checks its runs
     assert_finished_run(run)
   trained_unet, trained_vae = _latest(unet_run), _latest(vae_run)
   assert float(trained_unet["scaling"]) > 0  # measured at the first epoch
